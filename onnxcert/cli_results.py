@@ -1,0 +1,1 @@
+"""`onnxcert summary`, `onnxcert plot` and `onnxcert gate` (Typer code only)."""

@@ -1,0 +1,1 @@
+"""`onnxcert run` and `onnxcert inspect` (Typer code only)."""

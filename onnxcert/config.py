@@ -1,0 +1,321 @@
+"""Settings, merged once: CLI > config file > model metadata > defaults.
+
+A configuration is four sections (see ``configs/template.yaml``)::
+
+    model:      {input, output, output_kind, classes}
+    preprocess: {size, resize, resize_to, crop, channels, layout, mean, std}
+    smoothing:  {sigma, alpha, n0, n, batch_size, seed}
+    certify:    {measures, methods, thresholds: {score, margin}, radii}
+
+Each layer is a nested dict with those sections; ``merge`` overlays them key by key and
+``build_config`` validates the result into frozen dataclasses. Unknown keys and bad values raise
+ConfigError naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+from .stats.certify import METHODS
+from .stats.measures import MEASURES
+
+METADATA_KEYS = {"model": "onnxcert.model", "preprocess": "onnxcert.preprocess",
+                 "smoothing": "onnxcert.smoothing", "certify": "onnxcert.certify"}
+
+DEFAULT_THRESHOLDS = {"score": (0.5, 0.6, 0.7, 0.8, 0.9), "margin": (0.0, 0.2, 0.4, 0.6, 0.8)}
+DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
+
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "model": ("input", "output", "output_kind", "classes"),
+    "preprocess": ("size", "resize", "resize_to", "crop", "channels", "layout", "mean", "std"),
+    "smoothing": ("sigma", "alpha", "n0", "n", "batch_size", "seed"),
+    "certify": ("measures", "methods", "thresholds", "radii"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    input: str | None = None
+    output: str | None = None
+    output_kind: str = "auto"
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes the model's input. Noise is added to x in [0, 1] after resize and
+    crop; the model then receives (x + noise - mean) / std."""
+
+    size: tuple[int, int] | None = None
+    resize: str = "exact"  # exact | shorter | none
+    resize_to: int | None = None
+    crop: str = "center"  # center | none
+    channels: str = "RGB"  # RGB | BGR | L
+    layout: str = "NCHW"  # NCHW | NHWC
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The smoothing and certification settings reported with every result."""
+
+    sigma: float
+    alpha: float = 0.001
+    n0: int = 100
+    n: int = 100_000
+    batch_size: int | None = None
+    seed: int = 0
+    measures: tuple[str, ...] = ("score", "margin")
+    methods: tuple[str, ...] = ("naive", "cdf-dkw", "cdf-bj")
+    thresholds: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    radii: tuple[float, ...] = DEFAULT_RADII
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["measures"], d["methods"], d["radii"] = list(self.measures), list(self.methods), list(self.radii)
+        d["thresholds"] = {m: list(self.thresholds[m]) for m in self.measures}
+        return d
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    preprocess: PreprocessConfig
+    settings: Settings
+
+
+# ---------------------------------------------------------------- layers
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a config file with ``yaml.safe_load``; one-line errors for every failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    check_keys(data, source=str(path))
+    return data
+
+
+def metadata_layer(props: Mapping[str, str], source: str = "model metadata") -> dict:
+    """Sections stored by the exporters as JSON under ``onnxcert.*`` metadata_props keys."""
+    layer = {}
+    for section, key in METADATA_KEYS.items():
+        if key in props:
+            try:
+                value = json.loads(props[key])
+            except json.JSONDecodeError:
+                raise ConfigError(f"{source}: {key} is not valid JSON") from None
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {key} must be a JSON object")
+            layer[section] = value
+    check_keys(layer, source=source)
+    return layer
+
+
+def cli_layer(**flags: Any) -> dict:
+    """Map CLI flags (None = not given) onto config sections."""
+    where = {"sigma": "smoothing", "alpha": "smoothing", "n0": "smoothing", "n": "smoothing",
+             "batch_size": "smoothing", "seed": "smoothing", "measures": "certify",
+             "methods": "certify", "radii": "certify", "output_kind": "model",
+             "input_name": "model", "output_name": "model"}
+    rename = {"input_name": "input", "output_name": "output"}
+    layer: dict[str, dict] = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        if flag in ("score_thresholds", "margin_thresholds"):
+            layer.setdefault("certify", {}).setdefault("thresholds", {})[flag.split("_")[0]] = value
+            continue
+        layer.setdefault(where[flag], {})[rename.get(flag, flag)] = value
+    return layer
+
+
+def check_keys(data: Mapping, source: str) -> None:
+    """Unknown sections or keys: name the key and the nearest valid one."""
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section {section!r}{_nearest(section, SCHEMA)}")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping, got {type(body).__name__}")
+        for key in body:
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{source}: unknown key {section}.{key}{_nearest(str(key), SCHEMA[section])}")
+
+
+def _nearest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(options)})"
+
+
+def merge(*layers: Mapping) -> dict:
+    """Overlay layers, lowest precedence first; sections merge key by key (thresholds per measure)."""
+    out: dict[str, dict] = {s: {} for s in SCHEMA}
+    for layer in layers:
+        for section, body in (layer or {}).items():
+            for key, value in (body or {}).items():
+                if key == "thresholds" and isinstance(value, dict):
+                    merged = dict(out[section].get("thresholds") or {})
+                    merged.update(value)
+                    out[section][key] = merged
+                else:
+                    out[section][key] = value
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _num(section, key, value, *, integer=False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok or not math.isfinite(float(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError(f"{section}.{key} must be {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _choice(section, key, value, allowed) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{section}.{key} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _list(section, key, value) -> list:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or len(value) == 0:
+        raise ConfigError(f"{section}.{key} must be a non-empty list, got {value!r}")
+    return list(value)
+
+
+def _settings(s: dict, c: dict) -> Settings:
+    if s.get("sigma") is None:
+        raise ConfigError("sigma is required: pass --sigma, or set smoothing.sigma in the config "
+                          "or the model's metadata (noise std in [0, 1] pixel units)")
+    sigma = _num("smoothing", "sigma", s["sigma"])
+    if sigma <= 0:
+        raise ConfigError(f"smoothing.sigma must be > 0, got {sigma!r}")
+    alpha = _num("smoothing", "alpha", s.get("alpha", 0.001))
+    if not 0 < alpha < 1:
+        raise ConfigError(f"smoothing.alpha must be in (0, 1), got {alpha!r}")
+    n0 = _num("smoothing", "n0", s.get("n0", 100), integer=True)
+    n = _num("smoothing", "n", s.get("n", 100_000), integer=True)
+    if n0 < 1:
+        raise ConfigError(f"smoothing.n0 must be >= 1, got {n0}")
+    if n < 2:
+        raise ConfigError(f"smoothing.n must be >= 2, got {n}")
+    batch = s.get("batch_size")
+    if batch is not None:
+        batch = _num("smoothing", "batch_size", batch, integer=True)
+        if batch < 1:
+            raise ConfigError(f"smoothing.batch_size must be >= 1, got {batch}")
+    seed = _num("smoothing", "seed", s.get("seed", 0), integer=True)
+    if seed < 0:
+        raise ConfigError(f"smoothing.seed must be >= 0, got {seed}")
+
+    measures = tuple(_choice("certify", "measures", m, tuple(MEASURES))
+                     for m in _list("certify", "measures", c.get("measures", ["score", "margin"])))
+    methods = tuple(_choice("certify", "methods", m, METHODS)
+                    for m in _list("certify", "methods", c.get("methods", list(METHODS))))
+    if len(set(measures)) != len(measures) or len(set(methods)) != len(methods):
+        raise ConfigError("certify.measures and certify.methods must not repeat a name")
+    given = c.get("thresholds") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"certify.thresholds must map a measure to a list, got {given!r}")
+    for m in given:
+        if m not in MEASURES:
+            raise ConfigError(f"certify.thresholds: unknown measure {m!r}{_nearest(m, MEASURES)}")
+    thresholds = {}
+    for m in MEASURES:
+        values = tuple(_num("certify", f"thresholds.{m}", v)
+                       for v in _list("certify", f"thresholds.{m}", given.get(m, DEFAULT_THRESHOLDS[m])))
+        a, b = MEASURES[m]
+        for v in values:
+            if not a < v < b:
+                raise ConfigError(f"certify.thresholds.{m} must lie in ({a:g}, {b:g}), got {v!r}")
+        thresholds[m] = values
+    radii = tuple(_num("certify", "radii", r) for r in _list("certify", "radii", c.get("radii", DEFAULT_RADII)))
+    if any(r < 0 for r in radii):
+        raise ConfigError(f"certify.radii must be >= 0, got {list(radii)!r}")
+    return Settings(sigma, alpha, n0, n, batch, seed, measures, methods, thresholds, radii)
+
+
+def _model(m: dict) -> ModelConfig:
+    kind = _choice("model", "output_kind", m.get("output_kind", "auto"), OUTPUT_KINDS)
+    classes = m.get("classes")
+    if classes is not None:
+        classes = tuple(str(x) for x in _list("model", "classes", classes))
+    for key in ("input", "output"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise ConfigError(f"model.{key} must be a tensor name (string), got {m[key]!r}")
+    return ModelConfig(m.get("input"), m.get("output"), kind, classes)
+
+
+def _preprocess(p: dict) -> PreprocessConfig:
+    size = p.get("size")
+    if size is not None:
+        if isinstance(size, (int, float)) and not isinstance(size, bool):
+            size = [size, size]
+        size = _list("preprocess", "size", size)
+        if len(size) != 2:
+            raise ConfigError(f"preprocess.size must be [H, W], got {size!r}")
+        size = tuple(_num("preprocess", "size", v, integer=True) for v in size)
+        if min(size) < 1:
+            raise ConfigError(f"preprocess.size must be positive, got {list(size)!r}")
+    resize = _choice("preprocess", "resize", p.get("resize", "exact"), ("exact", "shorter", "none"))
+    resize_to = p.get("resize_to")
+    if resize_to is not None:
+        resize_to = _num("preprocess", "resize_to", resize_to, integer=True)
+        if resize_to < 1:
+            raise ConfigError(f"preprocess.resize_to must be >= 1, got {resize_to}")
+    crop = _choice("preprocess", "crop", p.get("crop", "center"), ("center", "none"))
+    channels = _choice("preprocess", "channels", p.get("channels", "RGB"), ("RGB", "BGR", "L"))
+    layout = _choice("preprocess", "layout", p.get("layout", "NCHW"), ("NCHW", "NHWC"))
+    mean = tuple(_num("preprocess", "mean", v) for v in _list("preprocess", "mean", p.get("mean", [0.0])))
+    std = tuple(_num("preprocess", "std", v) for v in _list("preprocess", "std", p.get("std", [1.0])))
+    if any(v <= 0 for v in std):
+        raise ConfigError(f"preprocess.std must be > 0, got {list(std)!r}")
+    nch = 1 if channels == "L" else 3
+    for key, vals in (("mean", mean), ("std", std)):
+        if len(vals) not in (1, nch):
+            raise ConfigError(f"preprocess.{key} needs 1 or {nch} values for channels {channels}, got {list(vals)!r}")
+    return PreprocessConfig(size, resize, resize_to, crop, channels, layout, mean, std)
+
+
+def build_config(*layers: Mapping) -> Config:
+    """Merge layers (lowest precedence first) and validate into a frozen Config."""
+    for layer in layers:
+        check_keys(layer or {}, source="settings")
+    merged = merge(*layers)
+    return Config(_model(merged["model"]), _preprocess(merged["preprocess"]),
+                  _settings(merged["smoothing"], merged["certify"]))
+
+
+def build_settings(*layers: Mapping) -> Settings:
+    """Only the smoothing/certify part; for certify-scores, which has no model."""
+    return build_config(*layers).settings

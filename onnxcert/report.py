@@ -1,0 +1,197 @@
+"""Report records, certified-accuracy summaries, and the JSON / CSV / JSONL writers.
+
+The format is ``onnxcert.report/1`` (see the contract in README.md). Radii are L2 norms in [0, 1]
+pixel space, the units of sigma; an unbounded radius is written as the string "inf" and an
+abstained one as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .config import Settings
+from .stats.certify import METHOD_DESCRIPTIONS, InputCertificate
+
+SCHEMA = "onnxcert.report/1"
+NOISE_STATEMENT = ("Gaussian noise N(0, sigma^2 I) is added to the image in [0, 1] pixel space, after "
+                   "resize and crop and before (x - mean) / std; radii are L2 norms in the same units.")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One certified input."""
+
+    index: int
+    input: str | None
+    label: int | None
+    certificate: InputCertificate
+
+    @property
+    def prediction(self) -> int:
+        return self.certificate.prediction
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.label == self.prediction
+
+    def to_dict(self) -> dict[str, Any]:
+        cert = self.certificate
+        confidence = {}
+        for measure, by_method in cert.confidence.items():
+            entry: dict[str, Any] = {"mean": next(iter(by_method.values())).mean}
+            for method, c in by_method.items():
+                entry[method] = {"lower_bounds": list(c.lower_bounds), "upper_bounds": list(c.upper_bounds),
+                                 "radius": [radius_to_json(r) for r in c.radius]}
+            confidence[measure] = entry
+        return {
+            "index": self.index,
+            "input": self.input,
+            "label": self.label,
+            "prediction": self.prediction,
+            "correct": self.correct,
+            "label_certificate": {"p_lower": cert.label.p_lower, "radius": cert.label.radius},
+            "confidence": confidence,
+        }
+
+
+def radius_to_json(r: float | None) -> float | str | None:
+    if r is None:
+        return None
+    return "inf" if math.isinf(r) else float(r)
+
+
+def radius_from_json(r) -> float | None:
+    if r is None:
+        return None
+    return math.inf if r == "inf" else float(r)
+
+
+def certified_accuracy(records: Sequence[Mapping], measure: str, method: str,
+                       n_thresholds: int, radii: Sequence[float]) -> list[list[float]]:
+    """Fraction of records with correct == true and radius >= r, per threshold and radius.
+
+    A null radius counts as not certified. Returns [] when no record has a label.
+    """
+    labelled = [r for r in records if r.get("correct") is not None]
+    if not labelled:
+        return []
+    table = []
+    for j in range(n_thresholds):
+        row = []
+        for r in radii:
+            hits = 0
+            for rec in labelled:
+                rad = radius_from_json(rec["confidence"][measure][method]["radius"][j])
+                hits += bool(rec["correct"]) and rad is not None and rad >= r
+            row.append(hits / len(labelled))
+        table.append(row)
+    return table
+
+
+def summarize(records: Sequence[Mapping], settings: Mapping) -> dict:
+    """The report's ``summary`` section; {} when labels are unknown."""
+    if not any(r.get("correct") is not None for r in records):
+        return {}
+    return {m: {meth: certified_accuracy(records, m, meth, len(settings["thresholds"][m]), settings["radii"])
+                for meth in settings["methods"]}
+            for m in settings["measures"]}
+
+
+def settings_dict(settings: Settings, **extra: Any) -> dict[str, Any]:
+    d = settings.to_dict()
+    d["method_descriptions"] = {m: METHOD_DESCRIPTIONS[m] for m in settings.methods}
+    d["noise"] = NOISE_STATEMENT
+    d["radius_units"] = "L2 norm in [0, 1] pixel space (same units as sigma)"
+    d.update(extra)
+    return d
+
+
+def build_report(settings: Settings, records: Iterable[Record | Mapping], *, model: Mapping | None = None,
+                 complete: bool = True, total: int | None = None, provenance: Mapping | None = None,
+                 **settings_extra: Any) -> dict[str, Any]:
+    from . import __version__
+
+    recs = [r.to_dict() if isinstance(r, Record) else dict(r) for r in records]
+    sdict = settings_dict(settings, **settings_extra)
+    report = {
+        "schema": SCHEMA,
+        "onnxcert_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": complete,
+        "count": len(recs),
+        "total": len(recs) if total is None else total,
+        "model": dict(model) if model else None,
+        "settings": sdict,
+        "provenance": {"python": platform.python_version(), **(provenance or {})},
+        "records": recs,
+        "summary": summarize(recs, sdict),
+    }
+    return report
+
+
+# ---------------------------------------------------------------- writers
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def to_json(report: Mapping) -> str:
+    return json.dumps(report, indent=1, allow_nan=False) + "\n"
+
+
+def csv_columns(settings: Mapping) -> list[str]:
+    cols = ["index", "input", "label", "prediction", "correct", "label_radius"]
+    for m in settings["measures"]:
+        cols.append(f"{m}_mean")
+        for meth in settings["methods"]:
+            cols += [f"{m}_{meth}_radius@{c:g}" for c in settings["thresholds"][m]]
+    return cols
+
+
+def to_csv(report: Mapping) -> str:
+    settings = report["settings"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(csv_columns(settings))
+    blank = lambda v: "" if v is None else v  # noqa: E731
+    for rec in report["records"]:
+        row = [rec["index"], blank(rec["input"]), blank(rec["label"]), rec["prediction"],
+               blank(rec["correct"]), blank(rec["label_certificate"]["radius"])]
+        for m in settings["measures"]:
+            row.append(rec["confidence"][m]["mean"])
+            for meth in settings["methods"]:
+                row += [blank(r) for r in rec["confidence"][m][meth]["radius"]]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def write_report(report: Mapping, path: str | Path) -> Path:
+    """Write JSON or CSV by the suffix of ``path``, atomically."""
+    path = Path(path)
+    text = to_csv(report) if path.suffix.lower() == ".csv" else to_json(report)
+    atomic_write_text(path, text)
+    return path
