@@ -146,15 +146,17 @@ def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, Step
     return lower, upper
 
 
-def exact_tail_bound(levels, tail_probs, a: float, sigma: float) -> StepBound:
+def exact_tail_bound(levels, tail_probs, a: float, sigma: float, tail_q=None) -> StepBound:
     """Theorem 2's lower bound from exact G(s_j) = P(Z >= s_j) at levels s_1 < ... < s_m.
 
     With no sampling error this is the worst case's smoothed expectation at x + R e (tight);
-    the tests compare it with closed forms.
+    the tests compare it with closed forms. Pass ``tail_q`` = 1 - G(s_j) when G is near 1, where
+    ``tail_probs`` would round to 1 and the level would wrongly count as certain.
     """
     levels = np.asarray(levels, dtype=np.float64)
     p = np.asarray(tail_probs, dtype=np.float64)
-    return StepBound.build(a, np.diff(levels, prepend=a), phi_inv(p, 1.0 - p), -1, sigma)
+    q = 1.0 - p if tail_q is None else np.asarray(tail_q, dtype=np.float64)
+    return StepBound.build(a, np.diff(levels, prepend=a), phi_inv(p, q), -1, sigma)
 
 
 BandLike = DKWBand | RankBand
