@@ -82,7 +82,7 @@ def certify_measure(
             mean=tail.mean,
             lower_bounds=tuple(float(v) for v in lower.at(radii)),
             upper_bounds=tuple(float(v) for v in upper.at(radii)),
-            radius=tuple(lower.radius(float(c)) for c in thresholds),
+            radius=tuple(lower.radii([float(c) for c in thresholds])),
         )
     return out
 

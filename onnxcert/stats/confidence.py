@@ -28,6 +28,7 @@ from .bands import DKWBand, RankBand
 from .bounds import hoeffding_eps, phi_inv
 
 INF = math.inf
+ENVELOPE_MIN_LEVELS = 2048  # below this, solve on the exact bound directly
 
 
 @dataclass(frozen=True)
@@ -70,29 +71,87 @@ class StepBound:
         """The largest R with lower(R) >= c, for a lower bound (sign = -1).
 
         None when lower(0) < c, and infinity when lower(R) >= c for every R.
-        Solved with Brent's bracketing method on the monotone bound, then stepped back by the
-        solver's tolerance so that the returned R always satisfies lower(R) >= c.
+        Solved by bracketing on the monotone bound (Illinois regula falsi); the returned R is the
+        bracket's lower end, so lower(R) >= c always holds. With many levels the bracket first
+        comes from two coarse envelopes of the bound (levels grouped, z rounded down / up), whose
+        roots enclose the exact root, so only a few exact evaluations are needed.
         """
-        if self._at_scalar(0.0) < c:
-            return None
-        if c <= self.limit():
-            return INF
+        return self.radii([c])[0]
+
+    def radii(self, thresholds) -> list[float | None]:
+        """``radius`` for each threshold, sharing the work that does not depend on c."""
+        at_zero, limit = self._at_scalar(0.0), self.limit()
+        out: list[float | None] = []
+        for c in thresholds:
+            if at_zero < c:
+                out.append(None)
+            elif c <= limit:
+                out.append(INF)
+            else:
+                f = lambda r, c=c: self._at_scalar(r) - c  # noqa: E731
+                out.append(_largest_above(f, *self._bracket(c, at_zero - c)))
+        return out
+
+    def _bracket(self, c: float, f_zero: float) -> tuple[float, float, float, float]:
+        """(lo, f(lo), hi, f(hi)) with f(lo) >= 0 > f(hi), where f = bound - c."""
         finite = np.isfinite(self.z)
-        w_fin = float(self.widths[finite].sum())
-        frac = (c - self.limit()) / w_fin
+        frac = (c - self.limit()) / float(self.widths[finite].sum())
         # every finite term is <= Phi(z_max - t): past t_hi the bound is below c
         t_hi = float(self.z[finite].max() - special.ndtri(min(frac, 1.0))) + 1.0
-        hi = max(t_hi, 1e-12) * self.sigma
+        lo, f_lo, hi = 0.0, f_zero, max(t_hi, 1e-12) * self.sigma
+        if self.z.size > ENVELOPE_MIN_LEVELS:
+            low_env, high_env = self._envelopes()
+            r_lo, r_hi = low_env._root(c, 0.0, hi), high_env._root(c, 0.0, hi)
+            if r_lo is not None and (f := self._at_scalar(r_lo) - c) >= 0:
+                lo, f_lo = r_lo, f
+            if r_hi is not None and r_hi > lo and (f := self._at_scalar(r_hi) - c) < 0:
+                return lo, f_lo, r_hi, f
+        return lo, f_lo, hi, self._at_scalar(hi) - c
+
+    def _envelopes(self, step: float = 0.002) -> tuple["StepBound", "StepBound"]:
+        """Bounds below and above this one: z grouped on a grid of ``step``, rounded down / up."""
+        z = self.z
+        keys = np.where(np.isfinite(z), np.floor(z / step), np.inf)
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        widths = np.add.reduceat(self.widths, starts)
+        lows = np.minimum.reduceat(z, starts)
+        highs = np.maximum.reduceat(z, starts)
+        return (StepBound(self.a, widths, lows, self.sign, self.sigma),
+                StepBound(self.a, widths, highs, self.sign, self.sigma))
+
+    def _root(self, c: float, lo: float, hi: float) -> float | None:
         f = lambda r: self._at_scalar(r) - c  # noqa: E731
-        if f(hi) >= 0:  # numerically flat; the bracket is the answer
-            return hi
-        xtol = 1e-12 * max(1.0, self.sigma)
-        r = optimize.brentq(f, 0.0, hi, xtol=xtol, rtol=1e-13)
-        step = 2 * (xtol + 4 * np.finfo(float).eps * r)
-        while r > 0 and f(r) < 0:
-            r = max(0.0, r - step)
-            step *= 2
-        return float(r)
+        if f(lo) < 0 or f(hi) >= 0:
+            return None
+        return optimize.brentq(f, lo, hi, xtol=1e-13, rtol=1e-13)
+
+
+def _largest_above(f, lo: float, f_lo: float, hi: float, f_hi: float,
+                   xtol: float = 1e-10, max_iter: int = 200) -> float:
+    """For decreasing f with f(lo) >= 0 > f(hi): the largest r found in [lo, hi] with f(r) >= 0,
+    to within xtol (relative above 1). Illinois variant of regula falsi; it keeps the bracket, so
+    the result is conservative. Returns hi when f(hi) >= 0 (numerically flat)."""
+    if f_hi >= 0:
+        return float(hi)
+    side = 0
+    for _ in range(max_iter):
+        if hi - lo <= xtol * max(1.0, lo):
+            break
+        r = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        if not lo < r < hi:
+            r = 0.5 * (lo + hi)
+        fr = f(r)
+        if fr >= 0:
+            lo, f_lo = r, fr
+            if side == +1:
+                f_hi *= 0.5
+            side = +1
+        else:
+            hi, f_hi = r, fr
+            if side == -1:
+                f_lo *= 0.5
+            side = -1
+    return float(lo)
 
 
 @dataclass(frozen=True)
