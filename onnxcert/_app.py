@@ -43,12 +43,24 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (test runners swap it per invocation)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     log = logging.getLogger("onnxcert")
     log.setLevel(level)
     if not log.handlers:
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("onnxcert: %(message)s"))
         log.addHandler(h)
     log.propagate = False
