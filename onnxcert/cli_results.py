@@ -18,9 +18,9 @@ ReportArg = Annotated[Path, typer.Argument(help="A report written by `onnxcert r
 def summary_cmd(
     reports: Annotated[List[Path], typer.Argument(help="One or more REPORT.json, shown side by side (two models, or one model at two sigmas).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="rich (terminal tables) | markdown | csv | json.")] = "rich",
-    radii: Annotated[Optional[str], typer.Option("--radii", help="Comma-separated L2 radii for the columns; any radius works (exact radii are in the records). [default: the reports' radii]")] = None,
-    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to show. [default: all in the report]")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to show. [default: all in the report]")] = None,
+    radii: Annotated[Optional[str], typer.Option("--radii", help="Comma-separated L2 radii for the columns; any radius works (exact radii are in the records). \\[default: the reports' radii]")] = None,
+    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to show. \\[default: all in the report]")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to show. \\[default: all in the report]")] = None,
 ) -> None:
     """Certified-accuracy tables (thresholds x radii, per measure and method), the label
     certificate's certified accuracy, clean accuracy, abstain rate and mean certified radius,
@@ -42,7 +42,7 @@ def summary_cmd(
 def plot_cmd(
     report: ReportArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Figure file: .png, .svg or .pdf by suffix.")] = Path("curves.png"),
-    max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. [default: just past the largest certified radius]")] = None,
+    max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. \\[default: just past the largest certified radius]")] = None,
 ) -> None:
     """Certified accuracy vs L2 radius (one panel per measure, a line per threshold and method) and
     prediction score vs the label certificate's radius. Needs the [plot] extra."""
@@ -56,8 +56,8 @@ def plot_cmd(
 @handle_errors
 def gate_cmd(
     report: ReportArg,
-    measure: Annotated[Optional[str], typer.Option("--measure", help="score | margin | label (the label certificate). [default: score]")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="naive | cdf-dkw | cdf-bj. [default: cdf-bj]")] = None,
+    measure: Annotated[Optional[str], typer.Option("--measure", help="score | margin | label (the label certificate). \\[default: score]")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="naive | cdf-dkw | cdf-bj. \\[default: cdf-bj]")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Threshold c: one of the report's thresholds for the measure.")] = None,
     radius: Annotated[Optional[float], typer.Option("--radius", help="L2 radius r in [0, 1] pixel space; any value (exact radii are in the records).")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option("--min-accuracy", help="Bar: certified accuracy at (c, r) must be >= this.")] = None,

@@ -285,3 +285,9 @@ def test_python_api_returns_frozen_results(tmp_path):
     rep["records"][0]["confidence"]["score"]["naive"]["radius"][0] = "inf"
     result = evaluate_rules(rep, [Rule(method="naive", threshold=0.6, radius=1e9, min_accuracy=0.25)])
     assert result.passed and math.isclose(result.checks[0].measured, 0.25)
+
+
+def test_help_shows_the_contract_defaults():
+    res = runner.invoke(app, ["gate", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "[default: score]" in res.stdout and "[default: cdf-bj]" in res.stdout
