@@ -568,7 +568,11 @@ def print_run_summary(report: Mapping, console=None) -> None:
     from rich.table import Table
 
     console = console or _console(Console(stderr=True))
-    data = parse_report(report, "report")
+    try:
+        data = parse_report(report, "report")
+    except InputError as exc:  # the report is written already; a summary must not fail the run
+        console.print(f"no summary: {exc}", highlight=False)
+        return
     s = summarize_report(data)
     method = default_method(data.methods)
     fancy = console.is_terminal

@@ -315,3 +315,10 @@ def test_certify_scores_prints_the_summary_on_stderr(tmp_path):
     assert res.exit_code == 0, res.output
     assert "clean accuracy 0.667" in res.stderr and "score >= 0.5" in res.stderr
     assert res.stdout == ""
+
+
+def test_print_run_summary_never_fails_a_run():
+    buf = io.StringIO()
+    print_run_summary({"schema": "onnxcert.report/1", "settings": hand_report()["settings"], "records": []},
+                      console=Console(file=buf))
+    assert buf.getvalue() == "no summary: report: the report holds no records\n"
