@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import certify_scores
+from .api import certify_model, certify_scores
 from .config import Config, ModelConfig, PreprocessConfig, Settings
 from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError, RunInterrupted
 from .report import Record
@@ -23,6 +23,7 @@ from .scores import CertificationResult
 
 __all__ = [
     "__version__",
+    "certify_model",
     "certify_scores",
     "CertificationResult",
     "Config",

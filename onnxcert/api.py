@@ -41,3 +41,46 @@ def _settings_layer(kw: dict) -> dict:
 
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(kw))}")
     return {"smoothing": smoothing, "certify": certify}
+
+
+def certify_model(model: str | Path, inputs, *, config=None, output: str | Path | None = None,
+                  labels=None, device: str = "auto", threads: int | None = None,
+                  output_kind: str | None = None, input_name: str | None = None,
+                  output_name: str | None = None, **settings: Any) -> CertificationResult:
+    """Certify ``inputs`` with the ONNX classifier ``model`` (what ``onnxcert run`` does).
+
+    ``inputs`` is a path (image folder, image, .npy, .npz) or an array [N, ...] in [0, 1] pixel
+    space in the model's layout, with optional ``labels``. ``config`` is a YAML path, a Config or a mapping
+    of sections; keyword settings (sigma, alpha, n0, n, batch_size, seed, measures, methods,
+    thresholds, radii) override it, and it overrides the model's metadata.
+    """
+    from .config import cli_layer
+    from .pipeline import certify, prepare
+
+    file_layer = _config_layer(config)
+    names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
+    setup = prepare(model, inputs, layers=[file_layer, _settings_layer(dict(settings)), names],
+                    device=device, threads=threads, labels=labels)
+    result = certify(setup)
+    if output is not None:
+        write_report(result.report, output)
+    return result
+
+
+def _config_layer(config) -> dict:
+    """A YAML path, a mapping of sections, or a Config object, as one config layer."""
+    from dataclasses import asdict
+
+    from .config import Config
+
+    if config is None:
+        return {}
+    if isinstance(config, (str, Path)):
+        return load_yaml(config)
+    if isinstance(config, Config):
+        s = asdict(config.settings)
+        return {"model": {k: v for k, v in asdict(config.model).items() if v is not None},
+                "preprocess": {k: v for k, v in asdict(config.preprocess).items() if v is not None},
+                "smoothing": {k: s[k] for k in ("sigma", "alpha", "n0", "n", "batch_size", "seed") if s[k] is not None},
+                "certify": {k: s[k] for k in ("measures", "methods", "thresholds", "radii")}}
+    return dict(config)
