@@ -76,10 +76,10 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, layers: Seque
     proto = load_proto(model)
     info = describe_model(model, proto)
     cfg = resolve_config(info, layers, source=f"{Path(model).name} metadata")
-    clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
-                          threads=threads, proto=proto, info=info)
     items = load_inputs(inputs, classes=cfg.model.classes, labels=labels)
     pre = Preprocessor(cfg.preprocess)
+    clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
+                          threads=threads, proto=proto, info=info)
     k = clf.num_classes
     if k is not None:
         check_classes(cfg, items, k)

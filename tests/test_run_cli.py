@@ -404,6 +404,15 @@ def test_cifar10_preset_is_cohen_et_al():
     assert cfg.settings.n == 100_000 and cfg.settings.n0 == 100 and cfg.settings.alpha == 0.001
 
 
+@pytest.mark.parametrize("name", ["cifar10", "imagenet", "template"])
+def test_every_preset_key_is_commented(name):
+    lines = (REPO / "configs" / f"{name}.yaml").read_text().splitlines()
+    keys = [i for i, line in enumerate(lines) if re.match(r"^\s*[a-z_0-9]+:\s*\S", line)]  # keys with values
+    assert len(keys) >= 9
+    for i in keys:
+        assert "#" in lines[i] or lines[i - 1].lstrip().startswith("#"), lines[i]
+
+
 def test_template_leaves_the_model_in_charge():
     from onnxcert.config import load_yaml
 
