@@ -200,3 +200,35 @@ def test_step_bound_many_zero_levels_no_nan():
     lower, upper = cdf_bounds(EmpiricalTail.from_samples(z, 0.0, 1.0), DKWBand(1000, 0.001), 0.25)
     assert np.all(np.isfinite(lower.at(RADII))) and np.all(np.isfinite(upper.at(RADII)))
     assert isinstance(lower, StepBound)
+
+
+@pytest.mark.parametrize("dist", ["beta990", "beta82", "uniform_margin"])
+def test_merged_levels_are_conservative_and_nearly_exact(dist):
+    # Jensen merging (StepBound.merged) is used above MERGE_MIN_LEVELS distinct values: it must
+    # never be less conservative than the exact sum over every level, and lose < 1e-7
+    from onnxcert.stats import confidence as conf
+
+    rng = np.random.default_rng(4)
+    n = 50_000
+    z, a, b = {"beta990": (rng.beta(990, 10, n), 0.0, 1.0), "beta82": (rng.beta(8, 2, n), 0.0, 1.0),
+               "uniform_margin": (rng.uniform(-1, 1, n), -1.0, 1.0)}[dist]
+    tail = EmpiricalTail.from_samples(z, a, b)
+    radii = np.linspace(0, 3, 31)
+    merged_lo, merged_up = cdf_bounds(tail, DKWBand(n, 0.001), 0.25)
+    old = conf.MERGE_MIN_LEVELS
+    try:
+        conf.MERGE_MIN_LEVELS = 10**12
+        exact_lo, exact_up = cdf_bounds(tail, DKWBand(n, 0.001), 0.25)
+    finally:
+        conf.MERGE_MIN_LEVELS = old
+    assert merged_lo.z.size < exact_lo.z.size / 5  # it did merge
+    d_lo = exact_lo.at(radii) - merged_lo.at(radii)
+    d_up = merged_up.at(radii) - exact_up.at(radii)
+    assert d_lo.min() >= -1e-13 and d_up.min() >= -1e-13  # conservative at every radius
+    assert d_lo.max() < 1e-7 and d_up.max() < 1e-7  # and second-order small
+    for c in (0.3, 0.6, 0.9) if a == 0 else (0.0, 0.4):
+        r_exact, r_merged = exact_lo.radius(c), merged_lo.radius(c)
+        if r_exact is None:
+            assert r_merged is None
+        else:
+            assert r_merged <= r_exact + 1e-12 and r_exact - r_merged < 1e-6

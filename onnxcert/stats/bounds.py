@@ -47,8 +47,15 @@ def clopper_pearson_lower(successes, n: int, alpha: float) -> tuple[np.ndarray, 
 def phi_inv(p, q) -> np.ndarray:
     """Phi^{-1}(p) given both p and q = 1 - p; uses whichever side keeps precision.
 
-    Returns -inf for p = 0 and +inf for p = 1, never NaN.
+    Returns -inf for p <= 0 and +inf for q <= 0 (p = 1), never NaN.
     """
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    q = np.clip(np.asarray(q, dtype=np.float64), 0.0, 1.0)
-    return np.where(p < 0.5, special.ndtri(p), -special.ndtri(q))
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.ndim == 0:
+        return np.asarray(special.ndtri(max(float(p), 0.0)) if p < 0.5 else -special.ndtri(max(float(q), 0.0)))
+    out = np.empty(np.broadcast_shapes(p.shape, q.shape))
+    low = p < 0.5
+    out[low] = special.ndtri(np.maximum(p[low], 0.0))
+    high = ~low
+    out[high] = -special.ndtri(np.maximum(q[high], 0.0))
+    return out

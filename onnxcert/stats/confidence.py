@@ -29,6 +29,8 @@ from .bounds import hoeffding_eps, phi_inv
 
 INF = math.inf
 ENVELOPE_MIN_LEVELS = 2048  # below this, solve on the exact bound directly
+MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
+MERGE_STEP = 1e-3  # merge levels whose Phi^{-1}(p) lie in the same interval of this width
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,41 @@ class StepBound:
             starts = np.flatnonzero(np.r_[True, z[1:] != z[:-1]])
             widths, z = np.add.reduceat(widths, starts), z[starts]
         return cls(float(a), widths, z, int(sign), float(sigma))
+
+    @classmethod
+    def from_probabilities(cls, a, widths, p, q, sign, sigma) -> "StepBound":
+        """Terms w_j Phi(Phi^{-1}(p_j) + sign t), with q = 1 - p carried for precision.
+
+        Above MERGE_MIN_LEVELS terms, levels are merged (``merged``): a bound that is never
+        less conservative and differs from the exact sum by a second-order amount.
+        """
+        widths = np.asarray(widths, dtype=np.float64)
+        p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+        keep = (widths > 0) & (p > 0)
+        widths, p, q = widths[keep], p[keep], q[keep]
+        z = phi_inv(p, q)
+        if z.size > MERGE_MIN_LEVELS:
+            return cls.merged(a, widths, z, p, q, sign, sigma)
+        return cls.build(a, widths, z, sign, sigma)
+
+    @classmethod
+    def merged(cls, a, widths, z, p, q, sign, sigma, step: float = MERGE_STEP) -> "StepBound":
+        """Merge runs of levels whose z fall in the same interval of width ``step``.
+
+        For t = R / sigma >= 0, u -> Phi(Phi^{-1}(u) - t) is convex and u -> Phi(Phi^{-1}(u) + t)
+        is concave (their derivatives exp(+-t z - t^2 / 2) are monotone in z). By Jensen's
+        inequality, replacing the p_j of a run by their width-weighted mean therefore lowers a
+        lower bound (sign -1) and raises an upper bound (sign +1), at every R at once: the merged
+        bound is valid wherever the exact one is. The loss is second order in the spread of p
+        within a run (below 1e-7 in the tests); the cost falls from one term per distinct
+        sampled value to one per interval of z.
+        """
+        keys = np.where(np.isfinite(z), np.floor(z / step), np.inf)
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        w = np.add.reduceat(widths, starts)
+        p_bar = np.add.reduceat(widths * p, starts) / w
+        q_bar = np.add.reduceat(widths * q, starts) / w
+        return cls.build(a, w, phi_inv(p_bar, q_bar), sign, sigma)
 
     def at(self, radii) -> np.ndarray:
         """The bound at each radius in ``radii``."""
@@ -196,12 +233,11 @@ def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, Step
     """Theorem 2 with a simultaneous band, every distinct sampled value a level."""
     a, b, v = tail.a, tail.b, tail.levels
     g, q = band.lower(tail.at_or_above)
-    lower = StepBound.build(a, np.diff(v, prepend=a), phi_inv(g, q), -1, sigma)
+    lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma)
     # upper: G(s) <= 1 - P(Z <= v_j) <= 1 - g(M_j) on (v_j, v_{j+1}]; and G <= 1 on (a, v_1]
     g_up, q_up = band.lower(tail.at_or_below)
     widths = np.r_[v[0] - a, np.diff(v, append=b)]
-    z = np.r_[np.inf, -phi_inv(g_up, q_up)]
-    upper = StepBound.build(a, widths, z, +1, sigma)
+    upper = StepBound.from_probabilities(a, widths, np.r_[1.0, q_up], np.r_[0.0, g_up], +1, sigma)
     return lower, upper
 
 
