@@ -1,8 +1,15 @@
-"""`onnxcert run` and `onnxcert inspect` (Typer code only)."""
+"""`onnxcert run` and `onnxcert inspect` (Typer code only).
+
+``run`` streams every finished input to a journal beside the first report (``report.json`` ->
+``report.jsonl``, see ``onnxcert.journal``), stops after the current batch on SIGINT/SIGTERM
+(exit 130, reports not written), and continues with ``--resume``. Existing reports, and an
+existing journal when not resuming, are refused without ``--force`` before any work starts.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,13 +21,18 @@ from ._app import app, handle_errors, setup_logging
 from .cli import (Alpha, BatchSize, ConfigOpt, Force, MarginTh, Measures, Methods, N, N0, Output, OutputKind,
                   Quiet, Radii, ScoreTh, Seed, Sigma, _flags, _outputs, _print_summary)
 from .config import cli_layer, load_yaml, merge, metadata_layer
-from .errors import ModelError
+from .errors import ConfigError, InputError, ModelError
+from .journal import journal_path
 from .report import write_report
 
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda. auto uses CUDA when onnxruntime offers it.")]
 InputName = Annotated[Optional[str], typer.Option("--input-name", help="The image input, when the model has several. [default: model.input, or the only input]")]
 OutputName = Annotated[Optional[str], typer.Option("--output-name", help="The [N, k] class-score output, when the model has several. [default: model.output, or the only [N, k] output]")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads. [default: the CPU cores available]")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (the first report's name with .jsonl), after checking that the model, inputs and settings match. Without a journal, start from the first input.")]
+StrictInputs = Annotated[bool, typer.Option("--strict-inputs", help="Stop at an image of the folder that cannot be decoded (corrupt, not an image, too large) instead of skipping it with a warning.")]
+GateRules = Annotated[Optional[Path], typer.Option("--gate", help="YAML list of gate rules (as for `onnxcert gate --rules`), checked after the report is written; exit 0 when all hold, 1 when one fails, 2 on bad rules (checked before certifying).")]
+Junit = Annotated[Optional[Path], typer.Option("--junit", help="With --gate: also write JUnit XML, one testcase per check.")]
 
 
 @app.command("run")
@@ -34,7 +46,8 @@ def run_cmd(
     score_thresholds: ScoreTh = None, margin_thresholds: MarginTh = None, radii: Radii = None,
     config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None, device: Device = "auto",
     input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
-    force: Force = False, quiet: Quiet = False,
+    force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
+    gate: GateRules = None, junit: Junit = None, quiet: Quiet = False,
 ) -> None:
     """Certify every input with the ONNX classifier MODEL and write the report."""
     setup_logging(quiet)
@@ -42,24 +55,93 @@ def run_cmd(
                    margin_thresholds, radii, output_kind)
     names = cli_layer(input_name=input_name, output_name=output_name)
     paths = _outputs(output, force)
+    journal = _journal(paths[0], resume, force)
+    rules = _rules(gate, junit)
     layers = [load_yaml(config) if config else {}, flags, names]
-    setup = pipeline.prepare(model, inputs, layers=layers, device=device, threads=threads)
-    with _progress(setup, enabled=not quiet and sys.stderr.isatty()) as (on_batch, on_record):
-        result = pipeline.certify(setup, on_batch=on_batch, on_record=on_record)
+    setup = pipeline.prepare(model, inputs, layers=layers, device=device, threads=threads,
+                             strict_inputs=strict_inputs)
+    if rules:
+        _check_rules(rules, setup)
+    writer, state = pipeline.open_journal(setup, journal, resume)
+    done = state.done if state else 0
+    with writer, pipeline.stop_on_signals() as stop, \
+            _progress(setup, not quiet and sys.stderr.isatty(), done) as (on_batch, on_record):
+        result = pipeline.certify(setup, on_batch=on_batch, on_record=on_record, journal=writer,
+                                  resumed=state, stop=stop)
     for p in paths:
         write_report(result.report, p)
+    skipped = result.report["skipped"]
+    if skipped:
+        typer.echo(f"onnxcert: warning: {len(skipped)} input(s) skipped (listed under 'skipped' in the report)",
+                   err=True)
     if not quiet:
         _print_summary(result.report)
         prov = result.report["provenance"]
-        typer.echo(f"{len(result.records)} input(s), {prov['samples']:,} samples in {prov['wall_time_s']:.1f} s "
+        resumed = f" (+{done} from {journal})" if done else ""
+        typer.echo(f"{len(result.records)} input(s){resumed}, {prov['samples']:,} samples in {prov['wall_time_s']:.1f} s "
                    f"({prov['samples_per_second'] or 0:,.0f} samples/s) on {prov['provider']}; "
                    f"output read as {result.report['settings']['output_kind']}", err=True)
-        typer.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths)} (journal {journal})", err=True)
+    if rules:
+        _gate(result.report, rules, str(paths[0]), junit)
+
+
+def _journal(first_output: Path, resume: bool, force: bool) -> Path:
+    """The journal beside the first report; an earlier run's journal needs --resume or --force."""
+    path = journal_path(first_output)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} (the run's journal) is a directory")
+    if path.exists() and not resume and not force:
+        raise InputError(f"{str(path)!r} holds an earlier run's journal; pass --resume to continue that run, "
+                         "or --force to start over")
+    return path
+
+
+def _rules(gate: Path | None, junit: Path | None):
+    """The --gate rules, loaded before any work, so that bad rules fail early (exit 2)."""
+    if junit is not None and gate is None:
+        raise ConfigError("--junit needs --gate RULES.yaml")
+    if gate is None:
+        return ()
+    from .gate import load_rules
+
+    return load_rules(gate)
+
+
+def _check_rules(rules, setup: pipeline.RunSetup) -> None:
+    """What the report will hold: every rule's measure, method and threshold, and labels for accuracy rules."""
+    s = setup.config.settings
+    for rule in rules:
+        where = f"--gate rule {rule.describe()}"
+        uses_radii = rule.min_accuracy is not None or rule.min_mean_radius is not None
+        if rule.measure != "label" and uses_radii:
+            if rule.measure not in s.measures:
+                raise ConfigError(f"{where}: this run does not certify the {rule.measure} (measures: {', '.join(s.measures)})")
+            if rule.method not in s.methods:
+                raise ConfigError(f"{where}: this run does not use method {rule.method} (methods: {', '.join(s.methods)})")
+            ths = s.thresholds[rule.measure]
+            if rule.threshold is not None and not any(math.isclose(c, rule.threshold, abs_tol=1e-9) for c in ths):
+                raise ConfigError(f"{where}: threshold {rule.threshold:g} is not one of this run's {rule.measure} "
+                                  f"thresholds ({', '.join(f'{c:g}' for c in ths)})")
+        if rule.min_accuracy is not None and not setup.inputs.has_labels:
+            raise ConfigError(f"{where}: certified accuracy needs labels, and these inputs have none")
+
+
+def _gate(report: dict, rules, source: str, junit: Path | None) -> None:
+    from .gate import evaluate_rules, write_junit
+
+    result = evaluate_rules(report, rules, source=source)
+    for line in result.lines():
+        typer.echo(line)
+    if junit is not None:
+        write_junit(result, junit)
+    raise typer.Exit(result.exit_code)
 
 
 @contextlib.contextmanager
-def _progress(setup: pipeline.RunSetup, enabled: bool):
-    """Two bars on stderr, inputs and samples, with throughput and ETA; nothing when disabled."""
+def _progress(setup: pipeline.RunSetup, enabled: bool, done: int = 0):
+    """Two bars on stderr, inputs and samples, with throughput and ETA; nothing when disabled.
+    ``done`` inputs came from the journal."""
     if not enabled:
         yield None, None
         return
@@ -77,8 +159,8 @@ def _progress(setup: pipeline.RunSetup, enabled: bool):
                    console=Console(stderr=True))
     with bar:
         n_in = len(setup.inputs)
-        t_in = bar.add_task("inputs", total=n_in, unit="inputs")
-        t_s = bar.add_task("samples", total=n_in * setup.samples_per_input, unit="samples")
+        t_in = bar.add_task("inputs", total=n_in, completed=done, unit="inputs")
+        t_s = bar.add_task("samples", total=(n_in - done) * setup.samples_per_input, unit="samples")
         yield (lambda b: bar.advance(t_s, b)), (lambda rec: bar.advance(t_in, 1))
 
 

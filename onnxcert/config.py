@@ -170,14 +170,19 @@ def _nearest(word: str, options) -> str:
 
 
 def merge(*layers: Mapping) -> dict:
-    """Overlay layers, lowest precedence first; sections merge key by key (thresholds per measure)."""
+    """Overlay layers, lowest precedence first; sections merge key by key (thresholds per measure).
+
+    A value of None (YAML ``null``) means "not set": it leaves the lower layers' value in place.
+    """
     out: dict[str, dict] = {s: {} for s in SCHEMA}
     for layer in layers:
         for section, body in (layer or {}).items():
             for key, value in (body or {}).items():
+                if value is None:
+                    continue
                 if key == "thresholds" and isinstance(value, dict):
                     merged = dict(out[section].get("thresholds") or {})
-                    merged.update(value)
+                    merged.update({m: v for m, v in value.items() if v is not None})
                     out[section][key] = merged
                 else:
                     out[section][key] = value
@@ -188,7 +193,7 @@ def merge(*layers: Mapping) -> dict:
 
 
 def _num(section, key, value, *, integer=False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e300
     if integer:
         ok = ok and float(value).is_integer()
     if not ok or not math.isfinite(float(value)):

@@ -9,13 +9,16 @@
   a ``.npz`` holds it as ``x`` with optional labels ``y``. uint8 arrays are read as 0..255.
 
 Images are decoded lazily, one at a time, with Pillow: ``InputSet.load(i)`` returns a PIL image
-for files and a float32 array for arrays.
+for files and a float32 array for arrays. A file that is corrupt, not an image, or a decompression
+bomb raises InputError there; the pipeline skips such an image of a folder (``SkippedInput``)
+unless told to be strict.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +57,18 @@ class InputSet:
         if self.kind == "array":
             return _array_row(self.array, i, self.source)
         return open_image(self.files[i])
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input of a folder that could not be decoded; the run goes on without it."""
+
+    index: int
+    input: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "input": self.input, "reason": self.reason}
 
 
 def load_inputs(path: str | Path | np.ndarray, *, classes: Sequence[str] | None = None,
@@ -146,17 +161,32 @@ def _short(items: Sequence[str], n: int = 5) -> str:
 
 
 def open_image(path: Path):
-    """Decode an image with Pillow, fully (so a truncated file fails here, with its name)."""
+    """Decode an image with Pillow, fully (so a truncated file fails here, with its name).
+
+    An image above Pillow's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb) is refused: Pillow
+    only warns between that limit and twice it, and here the warning is an error too.
+    """
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except Image.DecompressionBombError:
-        raise InputError(f"image {str(path)!r} is too large to decode safely") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"image {str(path)!r} cannot be decoded ({type(exc).__name__})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"image {str(path)!r} is too large to decode safely (over "
+                         f"{Image.MAX_IMAGE_PIXELS:,} pixels: a decompression bomb?)") from None
+    except Image.UnidentifiedImageError:
+        raise InputError(f"image {str(path)!r} cannot be decoded (not an image format Pillow reads)") from None
+    except Exception as exc:  # a hostile file can make a decoder raise almost anything
+        raise InputError(f"image {str(path)!r} cannot be decoded ({_why(exc)})") from None
+
+
+def _why(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= 100 else text[:97] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------- arrays
@@ -189,7 +219,9 @@ def _from_array(x: np.ndarray, source: str, labels, classes) -> InputSet:
     if x.dtype.kind in "iu" and x.dtype != np.uint8:
         raise InputError(f"{source}: integer arrays must be uint8 (0..255), got dtype {x.dtype}")
     if x.dtype.kind == "f":
-        lo, hi = float(np.min(x)), float(np.max(x))  # also catches NaN (comparisons below fail)
+        lo, hi = float(np.min(x)), float(np.max(x))  # NaN propagates into both
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError(f"{source}: x holds NaN or inf; pixel values must be finite, in [0, 1]")
         if not (lo >= -1e-6 and hi <= 1 + 1e-6):
             raise InputError(f"{source}: x must hold pixel values in [0, 1] (before normalization), "
                              f"got values in [{lo:g}, {hi:g}]")

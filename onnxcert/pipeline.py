@@ -1,25 +1,33 @@
 """Certify a model on inputs: per input, sample -> certify -> record.
 
 ``prepare`` resolves everything once (model, config layers, inputs, preprocessing, batch size);
-``iter_records`` then yields one ``Record`` per input, in input order, as soon as it is certified,
-so callers can stream, resume from a subset of ``indices``, or stop between inputs.
-``certify`` collects the records into a report with its provenance.
+``iter_records`` then yields one ``Record`` per input, in input order, as soon as it is certified
+(or a ``SkippedInput`` for an image of a folder that cannot be decoded), so callers can stream,
+resume from a subset of ``indices``, or stop between inputs. ``certify`` collects them into a
+report with its provenance; given a journal (see ``journal``) it streams every input there,
+resumes from it, and stops cleanly when ``stop_on_signals`` saw SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import platform
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .config import Config, build_config, merge, metadata_layer
-from .errors import ConfigError, InputError
-from .inputs import InputSet, load_inputs
+from .errors import ConfigError, InputError, RunInterrupted
+from .inputs import InputSet, SkippedInput, load_inputs
+from .journal import START_OVER, JournalState, JournalWriter, check_identity, read_journal
 from .preprocess import Preprocessor, check_against_model, model_layer
 from .report import Record, build_report
 from .runtime import Classifier, describe_model, load_proto, open_classifier, ort_version, select_input
@@ -41,6 +49,7 @@ class RunSetup:
     batch_size: int
     batch_size_auto: bool
     device: str
+    strict_inputs: bool = False
 
     @property
     def samples_per_input(self) -> int:
@@ -70,9 +79,14 @@ def _warn_overrides(meta: Mapping, merged: Mapping, source: str) -> None:
 
 
 def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, layers: Sequence[Mapping] = (),
-            device: str = "auto", threads: int | None = None, labels=None) -> RunSetup:
+            device: str = "auto", threads: int | None = None, labels=None,
+            strict_inputs: bool = False) -> RunSetup:
     """Load the model, merge the config (CLI > file > metadata > model shape > defaults), find the
-    inputs and check that preprocessing produces what the model takes."""
+    inputs and check that preprocessing produces what the model takes.
+
+    Images of a folder that cannot be decoded are skipped with a warning (``iter_records``), or
+    are fatal with ``strict_inputs``.
+    """
     proto = load_proto(model)
     info = describe_model(model, proto)
     cfg = resolve_config(info, layers, source=f"{Path(model).name} metadata")
@@ -83,13 +97,38 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, layers: Seque
     k = clf.num_classes
     if k is not None:
         check_classes(cfg, items, k)
-    shape = pre.sample_shape or pre.prepare(items.load(0), _name(items, 0)).shape
+    first, item = _first_input(items, strict_inputs)
+    shape = pre.sample_shape or pre.prepare(item, _name(items, first)).shape
     check_against_model(shape, clf.input.shape, clf.input.name)
     s = cfg.settings
+    if s.n < s.n0:
+        log.warning("n=%d estimation samples is fewer than n0=%d selection samples: were they swapped?", s.n, s.n0)
     batch = s.batch_size or auto_batch_size(shape, max(s.n0, s.n))
     log.info("%d input(s), sample shape %s, batch size %d%s", len(items), list(shape), batch,
              "" if s.batch_size else " (automatic)")
-    return RunSetup(cfg, clf, items, pre, batch, s.batch_size is None, device)
+    return RunSetup(cfg, clf, items, pre, batch, s.batch_size is None, device, strict_inputs)
+
+
+def _first_input(items: InputSet, strict: bool) -> tuple[int, Any]:
+    """The first input that decodes, and its index; a folder whose images all fail is an InputError."""
+    for i in range(len(items)):
+        item = load_or_skip(items, i, strict, warn=False)  # iter_records warns when it gets there
+        if not isinstance(item, SkippedInput):
+            return i, item
+    raise InputError(f"none of the {len(items)} image(s) in {items.source!r} can be decoded")
+
+
+def load_or_skip(items: InputSet, i: int, strict: bool, warn: bool = True):
+    """Input i decoded, or a SkippedInput when it is an image of a folder that fails to decode
+    (InputError instead with ``strict``, and always for single images and arrays)."""
+    try:
+        return items.load(i)
+    except InputError as exc:
+        if strict or items.kind != "folder":
+            raise
+        if warn:
+            log.warning("skipping: %s", exc)
+        return SkippedInput(i, items.names[i], str(exc))
 
 
 def check_classes(cfg: Config, items: InputSet, k: int) -> None:
@@ -111,8 +150,10 @@ def make_sampler(setup: RunSetup, on_batch: Callable[[int], None] | None = None)
                    output_kind=setup.config.model.output_kind, on_batch=on_batch)
 
 
-def iter_records(setup: RunSetup, sampler: Sampler, indices: Iterable[int] | None = None) -> Iterator[Record]:
-    """Certify each input (all, or ``indices``) and yield its Record as soon as it is done.
+def iter_records(setup: RunSetup, sampler: Sampler,
+                 indices: Iterable[int] | None = None) -> Iterator[Record | SkippedInput]:
+    """Certify each input (all, or ``indices``) and yield its Record as soon as it is done, or a
+    SkippedInput for an image of a folder that cannot be decoded (see ``load_or_skip``).
 
     The result for input i depends only on the model, the input, the settings and i (its noise
     comes from the seed and i), so any subset, in any order, gives the same records.
@@ -121,7 +162,11 @@ def iter_records(setup: RunSetup, sampler: Sampler, indices: Iterable[int] | Non
     labels_checked = setup.classifier.num_classes is not None
     for i in (range(len(items)) if indices is None else indices):
         name = _name(items, i)
-        x = pre.prepare(items.load(i), name)
+        item = load_or_skip(items, i, setup.strict_inputs)
+        if isinstance(item, SkippedInput):
+            yield item
+            continue
+        x = pre.prepare(item, name)
         check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
         got = sampler.sample(i, pre.normalize(x), pre.noise_scale(s.sigma, x.shape), name)
         if not labels_checked:
@@ -134,25 +179,145 @@ def iter_records(setup: RunSetup, sampler: Sampler, indices: Iterable[int] | Non
         yield Record(i, items.names[i], items.labels[i], cert)
 
 
+class StopFlag:
+    """Set by ``stop_on_signals``' handler: the name of the signal that asked the run to stop."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+
+class _Stopped(Exception):
+    """Raised between batches once a StopFlag is set."""
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
+    """While inside, SIGINT and SIGTERM set the yielded flag (``certify`` then stops after the
+    current batch); a second signal stops at once. The previous handlers are restored on exit.
+    Outside the main thread no handler can be installed, and the flag is never set."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.signal is not None:
+            raise KeyboardInterrupt
+        flag.signal = signal.Signals(signum).name
+        log.warning("%s: stopping after the current batch (send it again to stop at once)", flag.signal)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_identity(setup: RunSetup) -> dict:
+    """What decides a run's records; a journal may only be resumed by a run with the same."""
+    cfg, clf, items = setup.config, setup.classifier, setup.inputs
+    names = json.dumps([list(items.names), list(items.labels),
+                        None if items.array is None else [list(items.array.shape), str(items.array.dtype)]])
+    return {
+        "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
+        "settings": {**cfg.settings.to_dict(), "batch_size": setup.batch_size},
+        "preprocess": asdict(cfg.preprocess),
+        "classes": None if cfg.model.classes is None else list(cfg.model.classes),
+        "output_kind": cfg.model.output_kind,
+        "strict_inputs": setup.strict_inputs,
+        "inputs": {"source": items.source, "count": len(items),
+                   "digest": hashlib.sha256(names.encode("utf-8")).hexdigest()},
+    }
+
+
+def open_journal(setup: RunSetup, path: str | Path, resume: bool) -> tuple[JournalWriter, JournalState | None]:
+    """A new journal at ``path`` (replacing any file there once the first input is done), or,
+    with ``resume`` and a journal there, that one: checked to belong to this run, and reopened
+    for appending. Returns the writer and what the journal held (None when new)."""
+    path = Path(path)
+    identity = run_identity(setup)
+    if not (resume and path.exists()):
+        if resume:
+            log.info("no journal at %s: starting from the first input", path)
+        return JournalWriter(path, identity=identity), None
+    state = read_journal(path)
+    check_identity(state, identity)
+    n = len(setup.inputs)
+    if any(not 0 <= i < n for i in (*state.records, *state.skipped)):
+        raise InputError(f"{str(path)!r} holds an input index outside 0..{n - 1}; {START_OVER}")
+    log.info("resuming from %s: %d of %d input(s) already done", path, state.done, n)
+    return JournalWriter(path, resume=state), state
+
+
 def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
-            on_record: Callable[[Record], None] | None = None) -> CertificationResult:
-    """Certify every input; the report carries the model's sha256, every setting and provenance."""
-    sampler = make_sampler(setup, on_batch)
+            on_record: Callable[[Record], None] | None = None, journal: JournalWriter | None = None,
+            resumed: JournalState | None = None, stop: StopFlag | None = None) -> CertificationResult:
+    """Certify every input; the report carries the model's sha256, every setting and provenance.
+
+    With ``journal`` (from ``open_journal``) every finished input is appended to it, and the
+    inputs ``resumed`` already holds are taken from there. When ``stop`` is set (by a signal),
+    or on KeyboardInterrupt, the run stops after the current batch and raises RunInterrupted;
+    the journal keeps every finished input. The caller closes the journal.
+    """
+    def batch_done(count: int) -> None:
+        if on_batch is not None:
+            on_batch(count)
+        if stop is not None and stop.signal is not None:
+            raise _Stopped
+
+    sampler = make_sampler(setup, batch_done)
+    writer, state = journal, resumed
+    records: dict[int, Record] = dict(state.records) if state else {}
+    skipped: dict[int, SkippedInput] = dict(state.skipped) if state else {}
+    if state is not None and state.output_kind is not None:
+        sampler.output_kind = state.output_kind
+    todo = [i for i in range(len(setup.inputs)) if i not in records and i not in skipped]
     start = time.perf_counter()
-    records = []
-    for rec in iter_records(setup, sampler):
-        records.append(rec)
-        if on_record is not None:
-            on_record(rec)
+    try:
+        for item in iter_records(setup, sampler, todo):
+            if isinstance(item, SkippedInput):
+                skipped[item.index] = item
+                if writer is not None:
+                    writer.skipped(item)
+            else:
+                records[item.index] = item
+                if writer is not None:
+                    writer.record(item, sampler.output_kind)
+                if on_record is not None:
+                    on_record(item)
+            if stop is not None and stop.signal is not None and item.index != todo[-1]:
+                raise _Stopped
+    except (_Stopped, KeyboardInterrupt) as exc:
+        if writer is None and isinstance(exc, KeyboardInterrupt):
+            raise
+        raise _interrupted(stop, len(records) + len(skipped), len(setup.inputs), writer) from None
     wall = time.perf_counter() - start
-    return CertificationResult(tuple(records), make_report(setup, records, sampler.output_kind, wall))
+    if not records:
+        raise InputError(f"no input could be certified: all {len(skipped)} were skipped")
+    ordered = [records[i] for i in sorted(records)]
+    fresh = len(records) - (len(state.records) if state else 0)
+    report = make_report(setup, ordered, sampler.output_kind, wall, skipped=[skipped[i] for i in sorted(skipped)],
+                         fresh=fresh)
+    return CertificationResult(tuple(ordered), report)
+
+
+def _interrupted(stop: StopFlag | None, done: int, total: int, writer: JournalWriter | None) -> RunInterrupted:
+    why = f"stopped by {stop.signal}" if stop is not None and stop.signal else "interrupted"
+    if writer is None or done == 0:
+        return RunInterrupted(f"{why}: {done} of {total} input(s) done" + (", not kept (no journal)" if done else ""))
+    return RunInterrupted(f"{why}: {done} of {total} input(s) done, kept in {str(writer.path)!r}; "
+                          "run the same command with --resume to continue")
 
 
 def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wall: float,
-                **report_args) -> dict:
-    """The report for ``records`` (see report.build_report), with the run's provenance."""
+                skipped: Sequence[SkippedInput] = (), fresh: int | None = None, **report_args) -> dict:
+    """The report for ``records`` (see report.build_report), with the run's provenance and the
+    inputs that were skipped. ``fresh``: how many records this session computed (the rest came
+    from a journal); samples and throughput count only those."""
     clf, cfg = setup.classifier, setup.config
-    samples = len(records) * setup.samples_per_input
+    fresh = len(records) if fresh is None else fresh
+    samples = fresh * setup.samples_per_input
     provenance = {
         "source": "run",
         "onnxruntime_version": ort_version(),
@@ -165,6 +330,8 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
         "batch_mode": clf.batch_mode,
         "batch_size_automatic": setup.batch_size_auto,
         "inputs_source": setup.inputs.source,
+        "inputs_found": len(setup.inputs),
+        "records_from_journal": len(records) - fresh,
         "wall_time_s": round(wall, 3),
         "samples": samples,
         "samples_per_second": round(samples / wall, 1) if wall > 0 else None,
@@ -172,6 +339,8 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
     model = {"path": clf.info.path, "sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name}
     pre = asdict(cfg.preprocess)
     pre = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pre.items()}
-    return build_report(cfg.settings, records, model=model, provenance=provenance, output_kind=output_kind,
-                        batch_size=setup.batch_size, preprocess=pre,
-                        classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
+    report = build_report(cfg.settings, records, model=model, provenance=provenance, output_kind=output_kind,
+                          batch_size=setup.batch_size, preprocess=pre,
+                          classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
+    report["skipped"] = [s.to_dict() for s in skipped]
+    return report

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError, DependencyError, ModelError
+from .modelcheck import check_model
 
 log = logging.getLogger("onnxcert")
 
@@ -358,6 +359,7 @@ def open_classifier(path: str | Path, *, device: str = "auto", input_name: str |
     ort = import_ort()
     proto = load_proto(path) if proto is None else proto
     info = describe_model(path, proto) if info is None else info
+    check_model(proto, path)  # external data inside the model's folder, no custom domains
     inp, out = select_input(info, input_name), select_output(info, output_name)
     providers = choose_providers(device, ort.get_available_providers())
     settings = session_settings(threads)

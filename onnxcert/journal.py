@@ -1,0 +1,243 @@
+"""The run journal: every finished input, streamed as JSONL beside the report, so that a long run
+survives an interruption and ``--resume`` continues it.
+
+Where: beside the first output, with its suffix replaced: ``report.json`` -> ``report.jsonl``.
+
+What: one JSON object per line. The first line is the header::
+
+    {"journal": "onnxcert.journal/1", "onnxcert_version", "created",
+     "identity": {"model": {sha256, input, output}, "settings": {...}, "preprocess": {...},
+                  "classes", "output_kind", "inputs": {source, count, digest}}}
+
+``identity`` is everything that decides the records: the model's bytes, every smoothing and
+certification setting (batch size included: onnxruntime's last bits may depend on it), the
+preprocessing, and the inputs (their count, and a digest of their names, labels and array shape;
+not their pixels). Then one line per event, in the order they happened::
+
+    {"output_kind": "logits"}                        once, when the first batch decides it
+    {"record": {...as in the report...}, "votes": k, "n": n}   a certified input (k of n votes)
+    {"skipped": {"index", "input", "reason"}}         an input of a folder that could not be decoded
+
+The file is created when the first input is done, so a run that fails before that leaves none.
+Each line is flushed as soon as it is written, so a killed process loses at most the input it
+was working on; the file is fsync'd at most every FSYNC_SECONDS and when it is closed, so a
+power cut loses at most that much. A last line without its newline (torn by a crash) is dropped
+on resume. Because each input's noise depends only on (seed, index), the inputs still to do give
+the same records in a resumed run as in an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError, InputError
+from .inputs import SkippedInput
+from .report import Record
+from .stats.certify import ConfidenceCertificate, InputCertificate
+from .stats.label import LabelCertificate
+
+FORMAT = "onnxcert.journal/1"
+SUFFIX = ".jsonl"
+FSYNC_SECONDS = 1.0
+START_OVER = "drop --resume and pass --force to start over"
+
+
+def journal_path(output: str | Path) -> Path:
+    """The journal of a run whose (first) report is ``output``: report.json -> report.jsonl."""
+    return Path(output).with_suffix(SUFFIX)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class JournalState:
+    """What a journal holds: its header, the finished records and skips by index, the output
+    kind decided so far, and the byte length of its whole lines (where appending resumes)."""
+
+    path: Path
+    header: Mapping[str, Any]
+    records: Mapping[int, Record] = field(default_factory=dict)
+    skipped: Mapping[int, SkippedInput] = field(default_factory=dict)
+    output_kind: str | None = None
+    size: int = 0
+
+    @property
+    def done(self) -> int:
+        return len(self.records) + len(self.skipped)
+
+
+def read_journal(path: str | Path) -> JournalState:
+    """Parse a journal; InputError (one line, with the line number) when it is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the journal {str(path)!r} ({type(exc).__name__})") from None
+    whole = data[:data.rfind(b"\n") + 1]  # a torn last line is dropped
+    lines = whole.split(b"\n")[:-1]
+    if not lines:
+        raise InputError(f"{str(path)!r} is not an onnxcert journal (empty); {START_OVER}")
+    header = _line(path, 1, lines[0])
+    if not isinstance(header, dict) or header.get("journal") != FORMAT or not isinstance(header.get("identity"), dict):
+        raise InputError(f"{str(path)!r} is not an onnxcert journal ({FORMAT}); {START_OVER}")
+    records: dict[int, Record] = {}
+    skipped: dict[int, SkippedInput] = {}
+    kind = None
+    for number, raw in enumerate(lines[1:], 2):
+        event = _line(path, number, raw)
+        try:
+            if "record" in event:
+                rec = record_from_dict(event["record"], event["votes"], event["n"])
+                records[rec.index] = rec
+            elif "skipped" in event:
+                s = event["skipped"]
+                skipped[int(s["index"])] = SkippedInput(int(s["index"]), s["input"], str(s["reason"]))
+            elif "output_kind" in event:
+                kind = str(event["output_kind"])
+            else:
+                raise KeyError(next(iter(event), "nothing"))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"{str(path)!r} line {number} is not a journal entry; {START_OVER}") from None
+    return JournalState(path, header, records, skipped, kind, len(whole))
+
+
+def _line(path: Path, number: int, raw: bytes) -> dict:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{str(path)!r} line {number} is not JSON; {START_OVER}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{str(path)!r} line {number} is not a journal entry; {START_OVER}")
+    return value
+
+
+def record_from_dict(d: Mapping[str, Any], votes: int, n: int) -> Record:
+    """The Record whose ``to_dict()`` is ``d``; the dict leaves out the label certificate's
+    ``votes`` of ``n``."""
+    label = d["label_certificate"]
+    confidence: dict[str, dict[str, ConfidenceCertificate]] = {}
+    for measure, entry in d["confidence"].items():
+        confidence[measure] = {
+            method: ConfidenceCertificate(measure, method, float(entry["mean"]), tuple(c["lower_bounds"]),
+                                          tuple(c["upper_bounds"]), tuple(_radius(r) for r in c["radius"]))
+            for method, c in entry.items() if method != "mean"}
+    cert = InputCertificate(int(d["prediction"]), LabelCertificate(int(votes), int(n), label["p_lower"], label["radius"]),
+                            confidence)
+    return Record(int(d["index"]), d["input"], d["label"], cert)
+
+
+def _radius(r) -> float | None:
+    if r is None:
+        return None
+    return math.inf if r == "inf" else float(r)
+
+
+def check_identity(state: JournalState, identity: Mapping[str, Any]) -> None:
+    """ConfigError naming the first thing that differs between the journal's run and this one."""
+    theirs = _flatten(state.header["identity"])
+    ours = _flatten(plain(identity))
+    for key in [*ours, *(k for k in theirs if k not in ours)]:
+        if theirs.get(key, "(not set)") != ours.get(key, "(not set)"):
+            raise ConfigError(f"cannot resume from {str(state.path)!r}: {key} differs (journal "
+                              f"{_short(theirs.get(key, '(not set)'))}, this run {_short(ours.get(key, '(not set)'))}); "
+                              f"rerun with the journal's model, inputs and settings, or {START_OVER}")
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---------------------------------------------------------------- writing
+
+
+class JournalWriter:
+    """Appends events to a journal; use as a context manager (fsync and close on exit).
+
+    The file is opened at the first event, so that a run that fails before finishing any input
+    leaves no journal behind (nor touches an earlier one).
+    """
+
+    def __init__(self, path: str | Path, *, identity: Mapping[str, Any] | None = None,
+                 resume: JournalState | None = None):
+        """Start a new journal with ``identity`` (replacing any file there), or continue
+        ``resume`` after its last whole line."""
+        self.path = Path(path)
+        self._identity = plain(identity or {})
+        self._resume = resume
+        self._fh = None
+        self._synced = time.monotonic()
+        self.output_kind = resume.output_kind if resume is not None else None
+
+    def _open(self) -> None:
+        from . import __version__
+
+        if self._resume is not None:
+            self._fh = open(self.path, "r+b")
+            self._fh.truncate(self._resume.size)
+            self._fh.seek(self._resume.size)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "wb")
+        self._write({"journal": FORMAT, "onnxcert_version": __version__,
+                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "identity": self._identity})
+
+    def record(self, record: Record, output_kind: str) -> None:
+        if output_kind != self.output_kind:
+            self._write({"output_kind": output_kind})
+            self.output_kind = output_kind
+        label = record.certificate.label
+        self._write({"record": record.to_dict(), "votes": label.votes, "n": label.n})
+
+    def skipped(self, skip: SkippedInput) -> None:
+        self._write({"skipped": skip.to_dict()})
+
+    def _write(self, event: Mapping[str, Any]) -> None:
+        if self._fh is None:
+            self._open()
+        self._fh.write(json.dumps(event, allow_nan=False).encode("utf-8") + b"\n")
+        self._fh.flush()
+        if time.monotonic() - self._synced >= FSYNC_SECONDS:
+            self._sync()
+
+    def _sync(self) -> None:
+        os.fsync(self._fh.fileno())
+        self._synced = time.monotonic()
+
+    def close(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            try:
+                self._sync()
+            finally:
+                self._fh.close()
+
+    def __enter__(self) -> "JournalWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
