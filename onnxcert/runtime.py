@@ -292,6 +292,11 @@ class Classifier:
         self._checked = batch_mode != "made-dynamic"
 
     @property
+    def session(self):
+        """The onnxruntime InferenceSession that runs the batches (for benchmarks and fast paths)."""
+        return self._session
+
+    @property
     def num_classes(self) -> int | None:
         """k from the graph when it is fixed there."""
         k = self.output.shape[1] if self.output.shape is not None and len(self.output.shape) == 2 else None
@@ -407,3 +412,78 @@ def _serialize(dyn, path) -> bytes | None:
     except Exception as exc:  # protobuf's 2 GiB limit, unreadable external data
         log.info("cannot rewrite the batch dimension (%s); keeping the fixed batch", type(exc).__name__)
         return None
+
+
+# ---------------------------------------------------------------- the fast path's session
+
+
+class WrappedSession:
+    """The fast-path graph (see fastpath.wrap_classifier) run through onnxruntime's I/O binding.
+
+    The clean sample and the noise scale go to the device once per input (``set_sample``); each
+    batch then sends four int64/uint64 numbers and brings back the outputs the graph names, a few
+    numbers per sample. On the CPU provider the same calls run on host memory, which is how the
+    tests exercise this path without a GPU.
+    """
+
+    def __init__(self, session, provider: str, outputs: Mapping[str, str], input_names: Mapping[str, str]):
+        ort = import_ort()
+        self._ort, self._session, self.provider = ort, session, provider
+        self._device = "cuda" if provider == CUDA else "cpu"
+        self._outputs, self._names = dict(outputs), dict(input_names)
+        self._binding = session.io_binding()
+
+    def set_sample(self, x_norm: np.ndarray, scale: np.ndarray) -> None:
+        """Upload the clean normalized sample [1, ...] and sigma / std (float32, broadcast to the
+        sample's shape) to the device."""
+        for key, value in (("x", x_norm), ("scale", np.broadcast_to(scale, x_norm.shape))):
+            arr = np.ascontiguousarray(value, dtype=np.float32)
+            ov = self._ort.OrtValue.ortvalue_from_numpy(arr, self._device, 0)
+            self._binding.bind_ortvalue_input(self._names[key], ov)
+            setattr(self, "_" + key, ov)  # keep the device buffer alive while it is bound
+
+    def run(self, *, key: int, first: int, count: int, c: int) -> dict[str, np.ndarray]:
+        """One batch of ``count`` samples starting at sample ``first`` of the stream ``key``."""
+        b = self._binding
+        b.bind_cpu_input(self._names["key"], np.array([key], dtype=np.uint64))
+        b.bind_cpu_input(self._names["first"], np.array([first], dtype=np.uint64))
+        b.bind_cpu_input(self._names["count"], np.array([count], dtype=np.int64))
+        return self._go(c, f"a batch of {count} samples")
+
+    def run_noisy(self, batch: np.ndarray, c: int) -> dict[str, np.ndarray]:
+        """A graph without device noise: the noisy batch comes from the host."""
+        self._binding.bind_cpu_input(self._names["noisy"], batch)
+        return self._go(c, f"a batch of shape {list(batch.shape)}")
+
+    def _go(self, c: int, what: str) -> dict[str, np.ndarray]:
+        b = self._binding
+        b.bind_cpu_input(self._names["c"], np.array([c], dtype=np.int64))
+        b.clear_binding_outputs()  # outputs bound once keep their first shape; batches vary
+        for name in self._outputs.values():
+            b.bind_output(name, "cpu")
+        try:
+            self._session.run_with_iobinding(b)
+        except Exception as exc:  # onnxruntime's own exception types are not importable portably
+            raise ModelError(f"onnxruntime failed on {what} of the fast-path graph: {_first_line(exc)}") from None
+        return dict(zip(self._outputs, b.copy_outputs_to_cpu()))
+
+
+def open_wrapped(clf: Classifier, wrapped, outputs: Mapping[str, str], input_names: Mapping[str, str]) -> WrappedSession:
+    """A session for ``wrapped`` (a ModelProto built from ``clf``'s graph) on ``clf``'s providers,
+    with the same session options."""
+    ort = import_ort()
+    data = _serialize(wrapped, clf.info.path)
+    if data is None:
+        raise ModelError(f"cannot serialize the fast-path graph of {clf.info.path!r}")
+    session = _new_session(ort, data, clf.session_options, list(clf.providers_requested), clf.info.path)
+    used = session.get_providers()[0]
+    log.info("fast path: noise and measures in the graph, provider %s", used)
+    return WrappedSession(session, used, outputs, input_names)
+
+
+def classifier_proto(clf: Classifier):
+    """The graph ``clf`` runs: its file's, with the batch dimension made symbolic when it did so."""
+    proto = load_proto(clf.info.path)
+    if clf.batch_mode == "made-dynamic":
+        proto = make_batch_dynamic(proto, clf.input.name, clf.output.name)
+    return proto

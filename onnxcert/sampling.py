@@ -8,19 +8,24 @@ certificates need, so memory is O(n) floats plus one batch, never [n, k].
 Seeds: input ``index`` draws its selection noise from ``SeedSequence(seed, spawn_key=(index, 0))``
 and its estimation noise from ``spawn_key=(index, 1)``. NumPy's float32 normal stream does not
 depend on how it is chunked, so results do not depend on the batch size, the order of the inputs,
-or how they are split across runs.
+or how they are split across runs. The device path (see fastpath) keeps the same properties with
+a counter-based generator keyed by ``(seed, index, stream)``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
+from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
+from .runtime import Classifier, available_cores, classifier_proto, open_wrapped
 from .stats.measures import is_probabilities, to_probabilities
 
 log = logging.getLogger("onnxcert")
@@ -69,19 +74,54 @@ class Sampler:
     ``model`` maps a float32 batch [B, ...] (normalized) to class scores [B, k]. ``output_kind``
     'auto' is decided once, from the first batch the sampler sees, and then kept in
     ``self.output_kind``. ``on_batch(count)`` is called after every forward pass.
+
+    Two ways to run, chosen by ``fastpath.choose_path`` from the provider (``self.path`` says
+    which and why):
+
+    - the host path: NumPy draws the noise, the model returns [B, k] scores, NumPy keeps the
+      measures. With ``prefetch`` a worker thread draws the next batch's noise while the model
+      runs on the current one; one thread draws every batch of a stream in order, so the noise,
+      and every result, is the same as without it. ``prefetch`` None lets the path decide (on
+      when a core is left over for the worker).
+    - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
+      onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
+      computed on the device (see fastpath). The noise comes from another generator than the
+      host path's, so results differ from it by sampling error, not more.
     """
 
     def __init__(self, model: Callable[[np.ndarray], np.ndarray], *, sigma: float, n0: int, n: int,
                  seed: int, batch_size: int, output_kind: str = "auto",
-                 on_batch: Callable[[int], None] | None = None):
+                 on_batch: Callable[[int], None] | None = None, prefetch: bool | None = None,
+                 device_noise: str = "auto"):
         self.model, self.sigma, self.n0, self.n, self.seed = model, sigma, n0, n, seed
         self.batch_size, self.output_kind, self.on_batch = int(batch_size), output_kind, on_batch
-        self._buf: np.ndarray | None = None
+        self.device_noise = device_noise
+        self.path = self._choose()
+        self._prefetch_arg = prefetch
+        self.prefetch = self.path.prefetch if prefetch is None else prefetch
+        self._bufs: list[np.ndarray] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid: int | None = None
+        self._wrapped: dict[tuple[int, ...], object] = {}
+
+    def _choose(self) -> PathChoice:
+        clf = self.model
+        if not isinstance(clf, Classifier):
+            if self.device_noise == "on":
+                raise ConfigError("device noise needs an ONNX classifier opened by onnxcert")
+            return PathChoice(False, False, "a Python model")
+        return choose_path(provider=clf.provider, batch_mode=clf.batch_mode, opset=clf.info.opsets.get("ai.onnx"),
+                           input_dtype=clf.input.dtype, threads=clf.session_options["intra_op_num_threads"],
+                           cores=available_cores(), device_noise=self.device_noise)
 
     def sample(self, index: int, x_norm: np.ndarray, scale: np.ndarray, name: str | None = None) -> InputSamples:
         """Selection then estimation for the clean normalized sample ``x_norm``; the noise is
         N(0, sigma^2) in [0, 1] pixel space, i.e. ``scale`` = sigma / std after normalization."""
         where = f"input {index}" + (f" ({name})" if name else "")
+        if self.path.device_noise:
+            wrapped = self._wrapped_session(index, x_norm, scale, where)
+            if wrapped is not None:
+                return self._sample_on_device(wrapped, index, x_norm, scale, where)
         total = None
         for probs in self._probabilities(index, SELECTION, self.n0, x_norm, scale, where):
             total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
@@ -97,16 +137,63 @@ class Sampler:
             done += b
         return InputSamples(c, score, margin, votes, int(total.shape[0]))
 
+    def _sample_on_device(self, wrapped, index, x_norm, scale, where) -> InputSamples:
+        wrapped.set_sample(x_norm[None], scale)
+        key, total = squares_key(self.seed, index, SELECTION), None
+        for first, b in self._chunks(self.n0):
+            out = self._device_batch(wrapped, key, first, b, 0, where)
+            total = out["column_sums"] if total is None else total + out["column_sums"]
+        c = int(np.argmax(total))
+        key, votes = squares_key(self.seed, index, ESTIMATION), 0
+        score, margin = np.empty(self.n), np.empty(self.n)
+        for first, b in self._chunks(self.n):
+            out = self._device_batch(wrapped, key, first, b, c, where)
+            score[first:first + b] = out["score"]
+            margin[first:first + b] = out["score"] - out["other"]
+            votes += int(np.count_nonzero(out["won"]))
+        return InputSamples(c, score, margin, votes, int(total.shape[0]))
+
+    def _device_batch(self, wrapped, key, first, count, c, where) -> dict[str, np.ndarray]:
+        out = wrapped.run(key=key, first=first, count=count, c=c)
+        if not np.isfinite(out["total"]):
+            raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+        if self.on_batch is not None:
+            self.on_batch(count)
+        return out
+
+    def _chunks(self, count: int) -> Iterator[tuple[int, int]]:
+        for first in range(0, count, self.batch_size):
+            yield first, min(self.batch_size, count - first)
+
+    def _wrapped_session(self, index, x_norm, scale, where):
+        """The device-path session for this sample shape, built on first use; None when the first
+        forward pass shows the path is not possible after all (a batch dimension that stays fixed)."""
+        shape = tuple(x_norm.shape)
+        if shape in self._wrapped:
+            return self._wrapped[shape]
+        # one host batch, the host path's first: decides output_kind as it would, and lets the
+        # classifier check its batch dimension
+        rng = input_generator(self.seed, index, SELECTION)
+        probe = _fill(rng, np.empty((min(self.batch_size, self.n0), *shape), np.float32), x_norm, scale)
+        rows = self.model(probe)
+        if not np.all(np.isfinite(rows)):
+            raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+        if self.output_kind == "auto":
+            self.output_kind = resolve_output_kind(rows, "auto")
+            log.info("model output read as %s (decided from the first batch)", self.output_kind)
+        self.path = self._choose()
+        if not self.path.device_noise:
+            log.warning("device noise is off: %s", self.path.reason)
+            self.prefetch = self.path.prefetch if self._prefetch_arg is None else self._prefetch_arg
+            return None
+        clf = self.model
+        proto = wrap_classifier(classifier_proto(clf), clf.input.name, clf.output.name, shape,
+                                output_kind=self.output_kind, device_noise=True)
+        self._wrapped[shape] = open_wrapped(clf, proto, OUTPUT_NAMES, INPUT_NAMES)
+        return self._wrapped[shape]
+
     def _probabilities(self, index, stream, count, x_norm, scale, where):
-        rng = input_generator(self.seed, index, stream)
-        buf = self._buffer(x_norm.shape)
-        done = 0
-        while done < count:
-            b = min(self.batch_size, count - done)
-            batch = buf[:b]
-            rng.standard_normal(out=batch, dtype=np.float32)
-            batch *= scale
-            batch += x_norm
+        for batch in self._noisy_batches(input_generator(self.seed, index, stream), count, x_norm, scale):
             rows = self.model(batch)
             if not np.all(np.isfinite(rows)):
                 raise ModelError(f"the model's output holds NaN or inf for {where}; "
@@ -114,12 +201,50 @@ class Sampler:
             if self.output_kind == "auto":
                 self.output_kind = resolve_output_kind(rows, "auto")
                 log.info("model output read as %s (decided from the first batch)", self.output_kind)
-            done += b
             if self.on_batch is not None:
-                self.on_batch(b)
+                self.on_batch(batch.shape[0])
             yield to_probabilities(rows, self.output_kind)
 
-    def _buffer(self, shape) -> np.ndarray:
-        if self._buf is None or self._buf.shape[1:] != tuple(shape):
-            self._buf = np.empty((self.batch_size, *shape), dtype=np.float32)
-        return self._buf
+    def _noisy_batches(self, rng, count, x_norm, scale) -> Iterator[np.ndarray]:
+        """``x_norm + scale * z`` for the next ``count`` normals z of ``rng``, batch by batch.
+
+        A yielded batch stays valid until the next one is asked for: with prefetch, the worker
+        fills the other buffer meanwhile.
+        """
+        sizes = [min(self.batch_size, count - done) for done in range(0, count, self.batch_size)]
+        if not self.prefetch or len(sizes) == 1:
+            buf = self._buffers(x_norm.shape, 1)[0]
+            for b in sizes:
+                yield _fill(rng, buf[:b], x_norm, scale)
+            return
+        bufs, pool = self._buffers(x_norm.shape, 2), self._worker()
+        pending: Future | None = pool.submit(_fill, rng, bufs[0][:sizes[0]], x_norm, scale)
+        try:
+            for i in range(len(sizes)):
+                batch = pending.result()
+                pending = None
+                if i + 1 < len(sizes):
+                    pending = pool.submit(_fill, rng, bufs[(i + 1) % 2][:sizes[i + 1]], x_norm, scale)
+                yield batch
+        finally:
+            if pending is not None:  # the consumer stopped early: let the worker finish with the buffer
+                pending.exception()
+
+    def _buffers(self, shape, count: int) -> list[np.ndarray]:
+        if len(self._bufs) < count or self._bufs[0].shape[1:] != tuple(shape):
+            self._bufs = [np.empty((self.batch_size, *shape), dtype=np.float32) for _ in range(count)]
+        return self._bufs
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pool_pid != os.getpid():  # a forked child needs its own thread
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxcert-noise")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+
+def _fill(rng: np.random.Generator, batch: np.ndarray, x_norm: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """batch <- x_norm + scale * z, z ~ N(0, I) float32 from ``rng``, in place (no temporaries)."""
+    rng.standard_normal(out=batch, dtype=np.float32)
+    batch *= scale
+    batch += x_norm
+    return batch

@@ -1,0 +1,222 @@
+"""Shared by the benchmark scripts: the models, the machine, timing and tables.
+
+The CIFAR ResNet-110 and the ImageNet ResNet-50 of Cohen et al. (2019) are exported once, with
+random weights from a fixed torch seed, into a cache folder (``$ONNXCERT_BENCH_DIR``, else
+``~/.cache/onnxcert/bench``); they are never written into the repository. Their torch weights
+are kept beside them, so the torch benchmark runs exactly the network the ONNX file holds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_MODEL = ROOT / "sample_models" / "digits_sigma0.25.onnx"
+SAMPLE_IMAGES = ROOT / "sample_models" / "digits_test"
+SEED = 0
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """An ONNX model to benchmark, with the shape of one clean sample in [0, 1]."""
+
+    name: str
+    path: Path
+    shape: tuple[int, ...]
+    arch: str | None = None  # exporters.cohen architecture, when torch can rebuild it
+    weights: Path | None = None
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("ONNXCERT_BENCH_DIR") or Path.home() / ".cache" / "onnxcert" / "bench")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def sample_model() -> BenchModel:
+    return BenchModel("digits (sample)", SAMPLE_MODEL, (1, 8, 8))
+
+
+def cohen_model(arch: str) -> BenchModel:
+    """Cohen et al.'s ``arch`` with random weights (torch seed 0), normalization folded in,
+    exported to the cache on first use."""
+    from exporters.cohen import ARCHITECTURES, DATASETS
+
+    ds = DATASETS[ARCHITECTURES[arch][0]]
+    shape = (3, ds.size, ds.size)
+    onnx_path, weights = cache_dir() / f"{arch}-random{SEED}.onnx", cache_dir() / f"{arch}-random{SEED}.pt"
+    name = {"cifar_resnet110": "CIFAR ResNet-110", "cifar_resnet20": "CIFAR ResNet-20",
+            "resnet50": "ImageNet ResNet-50"}.get(arch, arch)
+    if not (onnx_path.exists() and weights.exists()):
+        _export(arch, ds, shape, onnx_path, weights)
+    return BenchModel(name, onnx_path, shape, arch, weights)
+
+
+def _export(arch, ds, shape, onnx_path: Path, weights: Path) -> None:
+    import torch
+
+    from exporters import export_model
+    from exporters.cohen import get_architecture
+
+    print(f"exporting {arch} with random weights to {onnx_path} (once) ...", file=sys.stderr, flush=True)
+    torch.manual_seed(SEED)
+    model = get_architecture(arch).eval()
+    tmp = onnx_path.with_suffix(".tmp.onnx")
+    # logits of random ResNets are large, so the parity check gets a looser absolute tolerance
+    export_model(model[1], tmp, input_shape=shape, channels="RGB", mean=ds.mean, std=ds.std,
+                 resize="exact", crop="none", output_kind="logits", sigma=0.25, fold_normalization=True,
+                 atol=1e-2, rtol=1e-2, parity_batch=2)
+    torch.save(model.state_dict(), weights)
+    tmp.replace(onnx_path)
+
+
+def torch_model(m: BenchModel):
+    """The torch network (NormalizeLayer included) that ``m``'s ONNX file was exported from."""
+    import torch
+
+    from exporters.cohen import get_architecture
+
+    net = get_architecture(m.arch)
+    net.load_state_dict(torch.load(m.weights, weights_only=True))
+    return net.eval()
+
+
+def models(names: Sequence[str]) -> list[BenchModel]:
+    table = {"digits": sample_model, "cifar": lambda: cohen_model("cifar_resnet110"),
+             "cifar20": lambda: cohen_model("cifar_resnet20"), "imagenet": lambda: cohen_model("resnet50")}
+    return [table[n]() for n in names]
+
+
+def clean_inputs(m: BenchModel, count: int) -> np.ndarray:
+    """``count`` clean images in [0, 1]: the sample digits for the sample model, else uniform noise."""
+    if m.path == SAMPLE_MODEL:
+        from PIL import Image
+
+        files = sorted(SAMPLE_IMAGES.glob("*/*.png"))[:count]
+        return np.stack([np.asarray(Image.open(f).convert("L"), np.float32)[None] / 255 for f in files])
+    return np.random.default_rng(SEED).random((count, *m.shape), dtype=np.float32)
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, load, library versions: printed with every table."""
+    import onnxruntime
+
+    cpu = platform.processor() or "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        cpu = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration, subprocess.SubprocessError):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return {"cpu": cpu, "cores": str(cores), "load avg (1/5/15 min)": load,
+            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def print_machine() -> None:
+    info = machine()
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
+
+
+# ---------------------------------------------------------------- timing and tables
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    """The fastest of ``repeat`` timed calls (seconds): the least disturbed by other processes."""
+    times = []
+    for _ in range(max(1, repeat)):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-markdown table, so that a run's output pastes straight into the README."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda vals: "| " + " | ".join(v.rjust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if v == 0 or 0.01 <= abs(v) < 1e5:
+            return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+        return f"{v:.3g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------- the two loops being compared
+
+
+def prepare(m: BenchModel, inputs: np.ndarray, *, n0: int, n: int, batch_size: int | None = None,
+            threads: int | None = None, device: str = "cpu"):
+    """onnxcert's RunSetup for ``inputs`` (clean, in [0, 1]) with the given settings."""
+    from onnxcert import pipeline
+
+    smoothing = {"n0": n0, "n": n, "sigma": 0.25}
+    if batch_size:
+        smoothing["batch_size"] = batch_size
+    return pipeline.prepare(m.path, inputs, layers=[{"smoothing": smoothing}], device=device, threads=threads)
+
+
+def run_sampling(setup, sampler) -> None:
+    """onnxcert's loop without the statistics: preprocess, noise, forward passes, measures."""
+    s, pre, items = setup.config.settings, setup.preprocessor, setup.inputs
+    for i in range(len(items)):
+        x = pre.prepare(items.load(i))
+        sampler.sample(i, pre.normalize(x), pre.noise_scale(s.sigma, x.shape))
+
+
+def run_certify(setup, sampler) -> None:
+    """onnxcert's end-to-end loop: sampling plus the statistics, one Record per input."""
+    from onnxcert import pipeline
+
+    for _ in pipeline.iter_records(setup, sampler):
+        pass
+
+
+def bare_batches(setup, count: int = 2) -> list[np.ndarray]:
+    """``count`` noisy batches of the setup's batch size, generated before any timing."""
+    s, pre = setup.config.settings, setup.preprocessor
+    x = pre.prepare(setup.inputs.load(0))
+    rng = np.random.default_rng(SEED)
+    noise = rng.standard_normal((count, setup.batch_size, *x.shape), dtype=np.float32)
+    return list(pre.normalize(x) + noise * pre.noise_scale(s.sigma, x.shape))
+
+
+def run_bare(setup, batches: list[np.ndarray]) -> None:
+    """Bare ``session.run`` on pre-generated batches: the same number and sizes of batches as
+    onnxcert's loop for every input, nothing else. The limit a pipeline can reach."""
+    clf, s = setup.classifier, setup.config.settings
+    session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
+    b = setup.batch_size
+    sizes = [min(b, c - d) for c in (s.n0, s.n) for d in range(0, c, b)]
+    k = 0
+    for _ in range(len(setup.inputs)):
+        for size in sizes:
+            session.run(out, {feed_name: batches[k % len(batches)][:size]})
+            k += 1
+
+
+def samples_of(setup) -> int:
+    return len(setup.inputs) * setup.samples_per_input
