@@ -6,13 +6,14 @@ Where: beside the first output, with its suffix replaced: ``report.json`` -> ``r
 What: one JSON object per line. The first line is the header::
 
     {"journal": "onnxcert.journal/1", "onnxcert_version", "created",
-     "identity": {"model": {sha256, input, output}, "settings": {...}, "preprocess": {...},
-                  "classes", "output_kind", "inputs": {source, count, digest}}}
+     "identity": {"model": {sha256, input, output}, "runtime": {provider}, "settings": {...},
+                  "preprocess": {...}, "classes", "output_kind", "strict_inputs",
+                  "inputs": {source, count, digest}}}
 
-``identity`` is everything that decides the records: the model's bytes, every smoothing and
-certification setting (batch size included: onnxruntime's last bits may depend on it), the
-preprocessing, and the inputs (their count, and a digest of their names, labels and array shape;
-not their pixels). Then one line per event, in the order they happened::
+``identity`` is everything that decides the records: the model's bytes, the execution provider,
+every smoothing and certification setting (batch size included: onnxruntime's last bits may
+depend on it), the preprocessing, and the inputs (their count, and a digest of their names,
+labels and array shape; not their pixels). Then one line per event, in the order they happened::
 
     {"output_kind": "logits"}                        once, when the first batch decides it
     {"record": {...as in the report...}, "votes": k, "n": n}   a certified input (k of n votes)

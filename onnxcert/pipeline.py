@@ -221,6 +221,7 @@ def run_identity(setup: RunSetup) -> dict:
                         None if items.array is None else [list(items.array.shape), str(items.array.dtype)]])
     return {
         "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
+        "runtime": {"provider": clf.provider},  # a GPU may compute (and draw noise) differently
         "settings": {**cfg.settings.to_dict(), "batch_size": setup.batch_size},
         "preprocess": asdict(cfg.preprocess),
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),
@@ -252,13 +253,15 @@ def open_journal(setup: RunSetup, path: str | Path, resume: bool) -> tuple[Journ
 
 def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
             on_record: Callable[[Record], None] | None = None, journal: JournalWriter | None = None,
-            resumed: JournalState | None = None, stop: StopFlag | None = None) -> CertificationResult:
+            resumed: JournalState | None = None, stop: StopFlag | None = None,
+            iterate: Callable[..., Iterable[Record | SkippedInput]] = iter_records) -> CertificationResult:
     """Certify every input; the report carries the model's sha256, every setting and provenance.
 
     With ``journal`` (from ``open_journal``) every finished input is appended to it, and the
     inputs ``resumed`` already holds are taken from there. When ``stop`` is set (by a signal),
     or on KeyboardInterrupt, the run stops after the current batch and raises RunInterrupted;
-    the journal keeps every finished input. The caller closes the journal.
+    the journal keeps every finished input. The caller closes the journal. ``iterate`` stands
+    in for ``iter_records`` (same arguments; it may yield out of input order).
     """
     def batch_done(count: int) -> None:
         if on_batch is not None:
@@ -275,7 +278,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
     todo = [i for i in range(len(setup.inputs)) if i not in records and i not in skipped]
     start = time.perf_counter()
     try:
-        for item in iter_records(setup, sampler, todo):
+        for item in iterate(setup, sampler, todo):
             if isinstance(item, SkippedInput):
                 skipped[item.index] = item
                 if writer is not None:
@@ -286,7 +289,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
                     writer.record(item, sampler.output_kind)
                 if on_record is not None:
                     on_record(item)
-            if stop is not None and stop.signal is not None and item.index != todo[-1]:
+            if stop is not None and stop.signal is not None and len(records) + len(skipped) < len(setup.inputs):
                 raise _Stopped
     except (_Stopped, KeyboardInterrupt) as exc:
         if writer is None and isinstance(exc, KeyboardInterrupt):

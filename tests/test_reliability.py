@@ -171,6 +171,7 @@ def test_journal_format(tmp_path, case):
     assert ident["settings"]["seed"] == 5 and ident["settings"]["sigma"] == 0.25 and ident["settings"]["n"] == 60
     assert ident["settings"]["batch_size"] == load(tmp_path / "r.json")["settings"]["batch_size"]
     assert ident["preprocess"]["size"] == [6, 5] and ident["inputs"]["count"] == 8
+    assert ident["runtime"]["provider"] == "CPUExecutionProvider"
     assert events[1] == {"output_kind": "logits"}
     report = load(tmp_path / "r.json")
     assert [e["record"] for e in events[2:]] == report["records"]
@@ -415,3 +416,21 @@ def test_a_signal_during_the_last_input_lets_the_run_finish(tmp_path, case, monk
     res = run(model, inputs, tmp_path / "r.json")
     assert res.exit_code == 0, res.output
     assert load(tmp_path / "r.json")["count"] == 8
+
+
+def test_records_from_an_out_of_order_iterator_are_put_in_input_order(tmp_path, case):
+    """A parallel backend may finish inputs in any order; the journal and the report do not care."""
+    model, inputs = case
+    layers = [{"smoothing": {"sigma": 0.25, "n0": 10, "n": 60}, "certify": {"methods": ["naive"]}}]
+    setup = pipeline.prepare(model, inputs, layers=layers)
+    reference = pipeline.certify(setup).report["records"]
+
+    def backwards(setup, sampler, indices):
+        yield from pipeline.iter_records(setup, sampler, list(indices)[::-1])
+
+    with journal_mod.JournalWriter(tmp_path / "r.jsonl", identity=pipeline.run_identity(setup)) as writer:
+        result = pipeline.certify(setup, journal=writer, iterate=backwards)
+    assert result.report["records"] == reference
+    assert [e["record"]["index"] for e in lines(tmp_path / "r.jsonl")[2:]] == list(range(8))[::-1]
+    state = read_journal(tmp_path / "r.jsonl")
+    assert [state.records[i].to_dict() for i in range(8)] == reference
