@@ -32,6 +32,10 @@ Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime i
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (the first report's name with .jsonl), after checking that the model, inputs and settings match. Without a journal, start from the first input.")]
 StrictInputs = Annotated[bool, typer.Option("--strict-inputs", help="Stop at an image of the folder that cannot be decoded (corrupt, not an image, too large) instead of skipping it with a warning.")]
 GateRules = Annotated[Optional[Path], typer.Option("--gate", help="YAML list of gate rules (as for `onnxcert gate --rules`), checked after the report is written; exit 0 when all hold, 1 when one fails, 2 on bad rules (checked before certifying).")]
+Backend = Annotated[str, typer.Option("--backend", help="local: certify in this process. ray: on Ray workers (pip install 'onnxcert[ray]'; see docs/ray.md).")]
+RayAddress = Annotated[Optional[str], typer.Option("--address", help="With --backend ray: 'auto' joins the cluster `ray start` runs on this machine; 'ray://HOST:PORT' connects through Ray Client. [default: RAY_ADDRESS, else a new local Ray instance]")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="With --backend ray: Ray workers, each holding one onnxruntime session. [default: as many as the cluster's GPUs (or CPUs) allow]")]
+GpusPerWorker = Annotated[Optional[float], typer.Option("--num-gpus-per-worker", help="With --backend ray: GPUs each worker reserves (0.5: two workers per GPU); workers then use CUDA. [default: 0, CPU workers]")]
 Junit = Annotated[Optional[Path], typer.Option("--junit", help="With --gate: also write JUnit XML, one testcase per check.")]
 
 
@@ -47,7 +51,8 @@ def run_cmd(
     config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None, device: Device = "auto",
     input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
     force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
-    gate: GateRules = None, junit: Junit = None, quiet: Quiet = False,
+    gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
+    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, quiet: Quiet = False,
 ) -> None:
     """Certify every input with the ONNX classifier MODEL and write the report."""
     setup_logging(quiet)
@@ -58,16 +63,17 @@ def run_cmd(
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
     layers = [load_yaml(config) if config else {}, flags, names]
-    setup = pipeline.prepare(model, inputs, layers=layers, device=device, threads=threads,
+    remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
+    setup = pipeline.prepare(model, inputs, layers=layers, device="cpu" if remote else device, threads=threads,
                              strict_inputs=strict_inputs)
     if rules:
         _check_rules(rules, setup)
-    writer, state = pipeline.open_journal(setup, journal, resume)
+    writer, state = pipeline.open_journal(setup, journal, resume, provider=remote.provider if remote else None)
     done = state.done if state else 0
     with writer, pipeline.stop_on_signals() as stop, \
             _progress(setup, not quiet and sys.stderr.isatty(), done) as (on_batch, on_record):
-        result = pipeline.certify(setup, on_batch=on_batch, on_record=on_record, journal=writer,
-                                  resumed=state, stop=stop)
+        certify = pipeline.certify if remote is None else remote.certify
+        result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop)
     for p in paths:
         write_report(result.report, p)
     skipped = result.report["skipped"]
@@ -95,6 +101,24 @@ def _journal(first_output: Path, resume: bool, force: bool) -> Path:
         raise InputError(f"{str(path)!r} holds an earlier run's journal; pass --resume to continue that run, "
                          "or --force to start over")
     return path
+
+
+def _backend(name: str, address, workers, gpus, device: str, threads):
+    """None for the local backend; for ray, a RayBackend (ray must import: checked before any work)."""
+    if name == "local":
+        given = [flag for flag, v in (("--address", address), ("--workers", workers),
+                                      ("--num-gpus-per-worker", gpus)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --backend ray")
+        return None
+    if name != "ray":
+        raise ConfigError(f"--backend must be local or ray; got {name!r}")
+    from .ray_backend import RayBackend, RayOptions, import_ray
+
+    options = RayOptions(address=address, workers=workers, num_gpus_per_worker=gpus or 0.0, device=device,
+                         threads=threads)
+    import_ray()
+    return RayBackend(options)
 
 
 def _rules(gate: Path | None, junit: Path | None):

@@ -214,14 +214,16 @@ def stop_on_signals(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) ->
             signal.signal(s, h)
 
 
-def run_identity(setup: RunSetup) -> dict:
-    """What decides a run's records; a journal may only be resumed by a run with the same."""
+def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
+    """What decides a run's records; a journal may only be resumed by a run with the same.
+    ``provider``: the execution provider that computes the records, when not the setup's own
+    (a backend's workers)."""
     cfg, clf, items = setup.config, setup.classifier, setup.inputs
     names = json.dumps([list(items.names), list(items.labels),
                         None if items.array is None else [list(items.array.shape), str(items.array.dtype)]])
     return {
         "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
-        "runtime": {"provider": clf.provider},  # a GPU may compute (and draw noise) differently
+        "runtime": {"provider": provider or clf.provider},  # a GPU may compute (and draw noise) differently
         "settings": {**cfg.settings.to_dict(), "batch_size": setup.batch_size},
         "preprocess": asdict(cfg.preprocess),
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),
@@ -232,12 +234,13 @@ def run_identity(setup: RunSetup) -> dict:
     }
 
 
-def open_journal(setup: RunSetup, path: str | Path, resume: bool) -> tuple[JournalWriter, JournalState | None]:
+def open_journal(setup: RunSetup, path: str | Path, resume: bool,
+                 provider: str | None = None) -> tuple[JournalWriter, JournalState | None]:
     """A new journal at ``path`` (replacing any file there once the first input is done), or,
     with ``resume`` and a journal there, that one: checked to belong to this run, and reopened
     for appending. Returns the writer and what the journal held (None when new)."""
     path = Path(path)
-    identity = run_identity(setup)
+    identity = run_identity(setup, provider)
     if not (resume and path.exists()):
         if resume:
             log.info("no journal at %s: starting from the first input", path)

@@ -4,7 +4,7 @@
 # must not pass silently.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet "torch==2.13.0" -e ".[cpu,dev,plot,export]" || exit 1
+python -m pip install --quiet "torch==2.13.0" -e ".[cpu,dev,plot,export,ray]" || exit 1
 python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

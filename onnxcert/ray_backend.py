@@ -1,0 +1,505 @@
+"""Certify on a Ray cluster: ``onnxcert run --backend ray``.
+
+This is the only module that imports ray, and it does so when a Ray run starts; a local run never
+imports it. A missing ray becomes a DependencyError naming the ``[ray]`` extra.
+
+How a run is split:
+
+- The driver (this process) prepares the run as a local run does: config, inputs, a check of the
+  model. It decodes each input itself and ships it with its chunk, so workers need neither the
+  input files nor a shared file system. The model's bytes go once into Ray's object store (a model
+  with external tensor data must instead be readable at the same path on every node).
+- Each worker is a Ray actor holding ONE onnxruntime session, opened in its constructor, that
+  certifies chunks of input indices with ``pipeline.iter_records``: the code of a local run. A
+  record depends only on the model, the input, the settings and the input's index (its noise comes
+  from ``SeedSequence(seed, spawn_key=(index, stream))``), so the records equal a local run's.
+- The driver keeps ``IN_FLIGHT_PER_WORKER`` chunks queued on every worker and yields records as
+  chunks finish (``ray.wait``), out of input order; the report orders them by index.
+- When the output kind is ``auto``, the first input is certified alone first, and the kind it
+  decides is handed to every later chunk: a local run also decides it from its first input.
+
+Faults: a worker that dies (a crashed process, a lost node) fails the chunks queued on it with a
+RayActorError. The driver kills what is left of it, starts a new actor (Ray places it wherever
+resources are free) and resubmits those chunks. A chunk returns its records only when all of them
+are done, and the driver yields each index at most once, so every input is certified exactly once.
+A chunk that was running on ``max_chunk_failures`` workers when they died stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from . import pipeline
+from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError
+from .scores import CertificationResult
+
+log = logging.getLogger("onnxcert")
+
+RAY_HINT = "ray is not installed: pip install 'onnxcert[ray]'"
+IN_FLIGHT_PER_WORKER = 2  # one chunk running, one waiting: a worker never idles between chunks
+CHUNK_SAMPLES = 100_000  # forward passes per chunk, about; at n = 100,000 that is one input
+CHUNKS_PER_WORKER = 4  # at least, when there are enough inputs, so that workers finish together
+MAX_CHUNK = 64
+POLL_SECONDS = 0.5
+
+
+def import_ray():
+    """ray, or a DependencyError with the install hint."""
+    try:
+        import ray
+    except ImportError:
+        raise DependencyError(RAY_HINT) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray.
+
+    ``address``: None joins the cluster named by RAY_ADDRESS (or the one ``ray start`` left on this
+    machine) and otherwise starts a local Ray instance; ``"auto"`` joins the cluster ``ray start``
+    started on this machine; ``"ray://HOST:PORT"`` connects with Ray Client. ``workers``: None is
+    one per ``num_gpus_per_worker`` GPUs (or ``num_cpus_per_worker`` CPUs) the cluster has.
+    ``device`` is the workers' (auto: cuda when they reserve GPUs, else cpu); ``threads`` their
+    onnxruntime intra-op threads (default: ``num_cpus_per_worker``).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    num_gpus_per_worker: float = 0.0
+    num_cpus_per_worker: float = 1.0
+    device: str = "auto"
+    threads: int | None = None
+    chunk_size: int | None = None
+    max_chunk_failures: int = 3
+
+    def __post_init__(self):
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        g = self.num_gpus_per_worker
+        if not (g >= 0 and math.isfinite(g)) or (g > 1 and g != int(g)):
+            raise ConfigError(f"--num-gpus-per-worker must be a fraction in [0, 1] or a whole number "
+                              f"of GPUs, got {g}")
+        if not (self.num_cpus_per_worker >= 0 and math.isfinite(self.num_cpus_per_worker)):
+            raise ConfigError(f"CPUs per worker must be >= 0, got {self.num_cpus_per_worker}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be one of auto, cpu, cuda; got {self.device!r}")
+        if self.device == "cuda" and g == 0:
+            raise ConfigError("--device cuda with --backend ray needs --num-gpus-per-worker > 0 "
+                              "(Ray gives GPUs only to workers that reserve them)")
+        if self.device == "cpu" and g > 0:
+            raise ConfigError(f"--device cpu with --num-gpus-per-worker {g:g} would reserve GPUs that "
+                              "no worker uses")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be >= 1, got {self.chunk_size}")
+        if self.max_chunk_failures < 1:
+            raise ConfigError(f"max_chunk_failures must be >= 1, got {self.max_chunk_failures}")
+        if self.address is not None and not self.address.strip():
+            raise ConfigError("--address must be 'auto', 'ray://HOST:PORT' or 'HOST:PORT'; got ''")
+
+    @property
+    def worker_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        return "cuda" if self.num_gpus_per_worker > 0 else "cpu"
+
+    @property
+    def worker_threads(self) -> int:
+        return int(self.threads or max(1, round(self.num_cpus_per_worker)))
+
+
+def chunk_size(todo: int, workers: int, samples_per_input: int) -> int:
+    """Inputs per chunk: about CHUNK_SAMPLES forward passes, and at least CHUNKS_PER_WORKER chunks
+    per worker when there are enough inputs (small chunks lose less to a dead worker)."""
+    by_work = math.ceil(CHUNK_SAMPLES / max(samples_per_input, 1))
+    by_balance = math.ceil(todo / (CHUNKS_PER_WORKER * workers))
+    return max(1, min(by_work, by_balance, MAX_CHUNK))
+
+
+# ---------------------------------------------------------------- the worker (a Ray actor)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs to rebuild the driver's run around its own session: the driver's
+    RunSetup fields but its classifier (``setup``), the model, and the inputs' names and labels."""
+
+    setup: Mapping[str, Any]
+    model_path: str
+    input_name: str
+    output_name: str
+    inputs: ChunkInputs
+    threads: int
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    """The inputs as a worker sees them: every name and label, and the decoded inputs of one chunk
+    (or the InputError the driver got decoding one, raised where a local run would raise it)."""
+
+    source: str
+    kind: str
+    names: tuple
+    labels: tuple
+    loaded: Mapping[int, Any] = field(default_factory=dict)
+    array: Any = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, i: int):
+        item = self.loaded[i]
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk sends back: its records (and whatever else iter_records yields, in order),
+    the output kind the worker used, and where it ran."""
+
+    items: tuple
+    output_kind: str
+    provider: str
+    session_options: Mapping[str, Any]
+    host: str
+
+
+class Worker:
+    """One onnxruntime session, opened once per actor; certifies chunks of inputs.
+
+    An OnnxCertError in the constructor (no CUDA on this node, say) is kept and raised by the
+    first chunk, so that it reaches the driver as itself rather than as a dead actor.
+    """
+
+    def __init__(self, spec: WorkerSpec, model_bytes: bytes | None):
+        import socket
+
+        self.host = socket.gethostname()
+        self._tmp = None
+        self._setup = self._error = None
+        try:
+            self._setup = self._open(spec, model_bytes)
+            self._sampler = pipeline.make_sampler(self._setup)
+        except OnnxCertError as exc:
+            self._error = exc
+
+    def _open(self, spec: WorkerSpec, model_bytes: bytes | None) -> pipeline.RunSetup:
+        from .runtime import open_classifier
+
+        path = spec.model_path
+        if model_bytes is not None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="onnxcert-ray-")
+            path = str(Path(self._tmp.name) / Path(spec.model_path).name)
+            Path(path).write_bytes(model_bytes)
+        clf = open_classifier(path, device=spec.setup["device"], input_name=spec.input_name,
+                              output_name=spec.output_name, threads=spec.threads)
+        return pipeline.RunSetup(classifier=clf, inputs=spec.inputs, **spec.setup)
+
+    def certify(self, indices: Sequence[int], loaded: Sequence[Any], output_kind: str) -> ChunkResult:
+        if self._error is not None:
+            raise self._error
+        if output_kind != "auto":
+            self._sampler.output_kind = output_kind
+        s = self._setup
+        setup = replace(s, inputs=replace(s.inputs, loaded=dict(zip(indices, loaded))))
+        items = tuple(pipeline.iter_records(setup, self._sampler, list(indices)))
+        clf = s.classifier
+        return ChunkResult(items, self._sampler.output_kind, clf.provider, dict(clf.session_options), self.host)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class _Chunk:
+    indices: list[int]
+    payload: Any = None  # ObjectRef of the decoded inputs, put once, reused on resubmission
+    failures: int = 0
+
+
+@dataclass
+class _Slot:
+    """One worker place: its current actor and the chunks queued on it, oldest first."""
+
+    actor: Any
+    refs: deque = field(default_factory=deque)
+
+
+class RayBackend:
+    """Certify on a Ray cluster. ``certify`` is ``pipeline.certify`` (journal, resume, stop on
+    signals included) with ``iter_records`` in place of the local loop; records come out of input
+    order, and the report's provenance names the backend and its workers."""
+
+    def __init__(self, options: RayOptions | None = None, *, worker_cls: type = Worker):
+        self.options = options or RayOptions()
+        self.worker_cls = worker_cls
+        self.provenance: dict[str, Any] = {}
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the workers run (a worker on another one fails to start), for
+        the journal's identity: the driver's own session is only a check on the CPU."""
+        from .runtime import CPU, CUDA
+
+        return CUDA if self.options.worker_device == "cuda" else CPU
+
+    def certify(self, setup: pipeline.RunSetup, **kwargs) -> CertificationResult:
+        """``pipeline.certify(setup, **kwargs)`` on Ray workers."""
+        result = pipeline.certify(setup, iterate=self.iter_records, **kwargs)
+        result.report["provenance"].update(self.provenance)
+        return result
+
+    def iter_records(self, setup: pipeline.RunSetup, sampler, indices: Iterable[int] | None = None) -> Iterator:
+        """Certify ``indices`` (default: every input) on Ray workers; yield each input's record once,
+        as its chunk finishes. ``sampler`` is the driver's: its ``on_batch`` sees each record's
+        samples, and its ``output_kind`` becomes the one the workers used."""
+        todo = list(range(len(setup.inputs)) if indices is None else indices)
+        if not todo:
+            return
+        ray = import_ray()
+        started = self._connect(ray)
+        run = None
+        try:
+            run = _Run(ray, setup, sampler, self.options, self.worker_cls, todo)
+            self.provenance = run.provenance
+            yield from run.records()
+        finally:
+            if run is not None:
+                run.close()
+            if started:
+                ray.shutdown()
+
+    def _connect(self, ray) -> bool:
+        """Join or start Ray; True when this call started it (and so shuts it down)."""
+        if ray.is_initialized():
+            return False
+        address = self.options.address
+        kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+        if address is None:
+            kwargs["include_dashboard"] = False
+        try:
+            with _keep_signal_handlers():
+                ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            raise ConfigError(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                              f"{_first_line(exc)}") from None
+        return True
+
+
+@contextlib.contextmanager
+def _keep_signal_handlers():
+    """ray.init replaces the driver's SIGTERM handler with sys.exit; the run's own (a clean stop
+    that keeps the journal) must stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            if h is not None:
+                signal.signal(s, h)
+
+
+class _Run:
+    """One run's workers, queue and bookkeeping."""
+
+    def __init__(self, ray, setup, sampler, opts: RayOptions, worker_cls, todo: list[int]):
+        from ray.exceptions import RayActorError, RayError, RayTaskError, WorkerCrashedError
+
+        self.ray, self.setup, self.sampler, self.opts = ray, setup, sampler, opts
+        self._lost_errors = (RayActorError, WorkerCrashedError)
+        self._task_error, self._ray_error = RayTaskError, RayError
+        self.kind = None if sampler.output_kind == "auto" else sampler.output_kind
+        workers = opts.workers or self._default_workers()
+        size = opts.chunk_size or chunk_size(len(todo), workers, setup.samples_per_input)
+        first = [] if self.kind is not None else [[todo[0]]]
+        rest = todo[len(first):]
+        self.pending = deque(_Chunk(c) for c in first + [rest[i:i + size] for i in range(0, len(rest), size)])
+        workers = max(1, min(workers, len(self.pending)))
+        self._actor_cls = ray.remote(num_cpus=opts.num_cpus_per_worker, num_gpus=opts.num_gpus_per_worker,
+                                     max_restarts=0, max_task_retries=0)(worker_cls)
+        spec = _spec(setup, opts)
+        self._spec_ref = ray.put(spec)
+        self._model_ref = ray.put(_model_bytes(setup.classifier.info.path))
+        self.slots = [_Slot(self._new_actor()) for _ in range(workers)]
+        self.in_flight: dict[Any, tuple[_Chunk, _Slot]] = {}
+        self.done: set[int] = set()
+        self.provenance: dict[str, Any] = {
+            "backend": "ray", "ray_version": ray.__version__, "ray_address": opts.address,
+            "workers": workers, "num_gpus_per_worker": opts.num_gpus_per_worker,
+            "num_cpus_per_worker": opts.num_cpus_per_worker, "chunk_size": size,
+            "device": opts.worker_device, "workers_replaced": 0}
+        log.info("ray: %d worker(s), %d chunk(s) of up to %d input(s), %s GPU and %s CPU per worker, device %s",
+                 workers, len(self.pending), size, opts.num_gpus_per_worker, opts.num_cpus_per_worker, opts.worker_device)
+
+    def _default_workers(self) -> int:
+        res = self.ray.cluster_resources()
+        if self.opts.num_gpus_per_worker > 0:
+            have, each, what = res.get("GPU", 0), self.opts.num_gpus_per_worker, "GPU"
+        else:
+            have, each, what = res.get("CPU", 0), self.opts.num_cpus_per_worker, "CPU"
+        if have < each:
+            log.warning("the Ray cluster has %g %s now, less than one worker's %g; waiting for more",
+                        have, what, each)
+        return max(1, int(have // each) if each > 0 else 1)
+
+    def _new_actor(self):
+        return self._actor_cls.remote(self._spec_ref, self._model_ref)
+
+    # -------------------------------------------------------- the loop
+
+    def records(self) -> Iterator:
+        while self.pending or self.in_flight:
+            self._fill()
+            if not self.in_flight:
+                continue
+            ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                yield from self._collect(ref)
+            if not ready:
+                self._progress(0)
+
+    def _progress(self, samples: int) -> None:
+        """The driver's on_batch: it moves the progress bar, and may raise to stop the run (a
+        signal); it is called with 0 while waiting, so a stop never waits for a chunk to end."""
+        if self.sampler.on_batch is not None:
+            self.sampler.on_batch(samples)
+
+    def _fill(self) -> None:
+        for slot in self.slots:
+            while self.pending and len(slot.refs) < IN_FLIGHT_PER_WORKER:
+                if self.kind is None and self.in_flight:
+                    return  # the first input decides the output kind before anything else runs
+                chunk = self.pending.popleft()
+                if chunk.payload is None:
+                    chunk.payload = self.ray.put([_load(self.setup.inputs, i) for i in chunk.indices])
+                ref = slot.actor.certify.remote(chunk.indices, chunk.payload, self.kind or "auto")
+                slot.refs.append(ref)
+                self.in_flight[ref] = (chunk, slot)
+
+    def _collect(self, ref) -> Iterator:
+        chunk, slot = self.in_flight.pop(ref)
+        try:
+            result = self.ray.get(ref)
+        except self._lost_errors as exc:
+            self._replace(slot, exc, {ref: chunk})
+            return
+        except self._task_error as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, OnnxCertError):
+                raise cause from None
+            raise  # a bug in a worker: its traceback is worth seeing
+        except self._ray_error as exc:  # the cluster failed (an object lost, a worker unschedulable)
+            raise OnnxCertError(f"Ray failed: {_first_line(exc)}") from None
+        slot.refs.remove(ref)
+        chunk.payload = None
+        self._check_kind(result)
+        for item in result.items:
+            if item.index in self.done:
+                continue
+            self.done.add(item.index)
+            yield item
+            if _is_record(item):
+                self._progress(self.setup.samples_per_input)
+
+    def _check_kind(self, result: ChunkResult) -> None:
+        self.provenance.setdefault("provider", result.provider)
+        self.provenance.setdefault("session_options", dict(result.session_options))
+        hosts = self.provenance.setdefault("worker_hosts", [])
+        if result.host not in hosts:
+            hosts.append(result.host)
+        if result.output_kind == "auto":  # every input of the chunk was skipped: nothing decided
+            return
+        if self.kind is None:
+            self.kind = result.output_kind
+        elif result.output_kind != self.kind:
+            raise ModelError(f"Ray workers read the model's output as {self.kind} and as "
+                             f"{result.output_kind}; set --output-kind")
+        self.sampler.output_kind = self.kind
+
+    def _replace(self, slot: _Slot, exc: BaseException, known: Mapping) -> None:
+        """The worker of ``slot`` is gone: resubmit its chunks to a new one. Its oldest chunk
+        was the one running, the only one that may have killed it."""
+        chunks = [known[r] if r in known else self.in_flight.pop(r)[0] for r in slot.refs]
+        slot.refs.clear()
+        running = chunks[0]
+        running.failures += 1
+        if running.failures >= self.opts.max_chunk_failures:
+            raise OnnxCertError(f"inputs {_describe(self.setup, running.indices)} were running on "
+                                f"{running.failures} Ray workers when they died; last: {_first_line(exc)}")
+        log.warning("a Ray worker died (%s); resubmitting %d chunk(s) to a new one",
+                    _first_line(exc), len(chunks))
+        try:
+            self.ray.kill(slot.actor, no_restart=True)
+        except Exception:  # already gone
+            pass
+        slot.actor = self._new_actor()
+        self.provenance["workers_replaced"] += 1
+        self.pending.extendleft(reversed(chunks))
+
+    def close(self) -> None:
+        """Stop every worker, with whatever chunk it is running (the run is over or abandoned)."""
+        self.in_flight.clear()
+        for slot in self.slots:
+            try:
+                self.ray.kill(slot.actor, no_restart=True)
+            except Exception:  # already gone
+                pass
+
+
+def _spec(setup: pipeline.RunSetup, opts: RayOptions) -> WorkerSpec:
+    clf, items = setup.classifier, setup.inputs
+    rest = {f.name: getattr(setup, f.name) for f in fields(setup) if f.name not in ("classifier", "inputs")}
+    rest["device"] = opts.worker_device
+    inputs = ChunkInputs(items.source, items.kind, tuple(items.names), tuple(items.labels))
+    return WorkerSpec(rest, str(clf.info.path), clf.input.name, clf.output.name, inputs, opts.worker_threads)
+
+
+def _model_bytes(path: str) -> bytes | None:
+    """The model file's bytes, or None when it keeps tensors in external files (then every node
+    must read it at ``path``)."""
+    from onnx.external_data_helper import uses_external_data
+
+    from .runtime import load_proto
+
+    proto = load_proto(path)
+    if any(uses_external_data(t) for t in proto.graph.initializer):
+        log.warning("%s keeps its weights in external files: every Ray node must read it at that path", path)
+        return None
+    return Path(path).read_bytes()
+
+
+def _load(items, i: int):
+    try:
+        return items.load(i)
+    except InputError as exc:
+        return exc
+
+
+def _is_record(item) -> bool:
+    return hasattr(item, "certificate")
+
+
+def _describe(setup, indices: Sequence[int]) -> str:
+    names = [setup.inputs.names[i] or f"#{i}" for i in indices[:3]]
+    return ", ".join(names) + (f" and {len(indices) - 3} more" if len(indices) > 3 else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
