@@ -434,3 +434,22 @@ def test_records_from_an_out_of_order_iterator_are_put_in_input_order(tmp_path, 
     assert [e["record"]["index"] for e in lines(tmp_path / "r.jsonl")[2:]] == list(range(8))[::-1]
     state = read_journal(tmp_path / "r.jsonl")
     assert [state.records[i].to_dict() for i in range(8)] == reference
+
+
+def test_resume_equals_uninterrupted_on_the_device_noise_path(tmp_path, case, monkeypatch):
+    """The device path (noise drawn in the graph; taken on CUDA) keys its noise by (seed, input)
+    too, so resuming there gives the same records. Forced on the CPU provider here."""
+    import functools
+
+    model, inputs = case
+    assert run(model, inputs, tmp_path / "host.json").exit_code == 0
+    monkeypatch.setattr(pipeline, "Sampler", functools.partial(pipeline.Sampler, device_noise="on"))
+    assert run(model, inputs, tmp_path / "a.json").exit_code == 0
+    with monkeypatch.context() as m:
+        kill_after(m, 5)
+        assert run(model, inputs, tmp_path / "b.json").exit_code == 130
+    resumed = run(model, inputs, tmp_path / "b.json", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load(tmp_path / "a.json"), load(tmp_path / "b.json")
+    assert b["records"] == a["records"] and b["provenance"]["records_from_journal"] == 5
+    assert a["records"] != load(tmp_path / "host.json")["records"]  # the device path was taken
