@@ -107,7 +107,9 @@ def load_yaml(path: str | Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}") from None
+        problem = getattr(exc, "problem", None)
+        why = f": {problem}" if problem else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}{why}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

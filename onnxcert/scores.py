@@ -62,6 +62,8 @@ def check_scores(estimation, selection, labels=None) -> ScoreArrays:
         raise InputError(f"estimation {list(est.shape)} and selection {list(sel.shape)} differ in rank")
     if est.ndim == 2:
         est, sel = est[None], sel[None]
+    if est.shape[0] == 0:
+        raise InputError("the scores hold no inputs (B = 0)")
     if est.shape[0] != sel.shape[0]:
         raise InputError(f"estimation has {est.shape[0]} inputs but selection has {sel.shape[0]}")
     if est.shape[2] != sel.shape[2]:

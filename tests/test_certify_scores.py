@@ -129,6 +129,7 @@ GOOD_SEL = np.full((2, 5, 3), 1 / 3)
     ("b_mismatch", [], "inputs"),
     ("labels", [], "labels must lie in"),
     ("one_class", [], "at least 2 classes"),
+    ("empty", [], "no inputs"),
     ("alpha", ["--alpha", "1.5"], "alpha must be in (0, 1)"),
     ("alpha0", ["--alpha", "0"], "alpha must be in (0, 1)"),
     ("sigma", ["--sigma", "-1"], "sigma must be > 0"),
@@ -152,6 +153,7 @@ def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, case, args, needle):
         "b_mismatch": lambda: _bad(tmp_path, estimation=GOOD_EST, selection=GOOD_SEL[:1]),
         "labels": lambda: _bad(tmp_path, estimation=GOOD_EST, selection=GOOD_SEL, labels=np.array([0, 7])),
         "one_class": lambda: _bad(tmp_path, estimation=np.ones((50, 1)), selection=np.ones((5, 1))),
+        "empty": lambda: _bad(tmp_path, estimation=np.ones((0, 50, 3)), selection=np.ones((0, 5, 3))),
     }
     if case == "not_npz":
         (tmp_path / "x.npz").write_bytes(b"garbage")
