@@ -9,13 +9,17 @@ configuration runs ``pipeline.certify`` end to end, statistics included, and is 
 workers, so its wall time includes starting them.
 
 - local, 1 thread: the local backend with one onnxruntime thread (what one Ray worker gets);
-- local: the local backend with its default threads (every core);
+- local, 2 threads: the local backend with its default threads (every core of this machine);
 - ray, W workers: ``--backend ray --workers W``, one CPU and one onnxruntime thread per worker.
 
-Overhead, from the 1-worker Ray run against the 1-thread local run: ``per input`` is the time
-per input between the first chunk's records and the last ones (workers running) minus the local
-time per input: shipping inputs and records, scheduling chunks. ``startup`` is the rest of the
-Ray run's wall time: connecting, starting the worker, loading the model into it.
+"inputs/s once running" leaves out the start of a Ray run: it counts from the first chunk's
+records to the last ones, less one chunk per worker (about what each had done by then). The
+records of every Ray run are checked against the local run's.
+
+Overhead, from the 1-worker Ray run against the 1-thread local run: ``per input`` is the Ray
+run's time per input once running (below) minus the local time per input: shipping inputs and
+records, scheduling chunks. ``startup`` is the rest of the Ray run's wall time: starting the
+worker, loading the model into it, the first chunk's wait.
 """
 
 from __future__ import annotations
@@ -59,9 +63,13 @@ def timed(setup, backend=None) -> tuple[float, float, tuple]:
     certify = pipeline.certify if backend is None else backend.certify
     result = certify(setup, on_record=lambda rec: arrivals.append(time.perf_counter()))
     wall = time.perf_counter() - t
-    first = [a for a in arrivals if a - arrivals[0] < 1e-3]  # the first chunk's records come together
-    steady = (arrivals[-1] - arrivals[0]) / (len(arrivals) - len(first)) if len(first) < len(arrivals) else wall
-    return wall, steady, result.records
+    if backend is None:
+        return wall, wall / len(arrivals), result.records
+    # from the end of the first chunk to the end of the last; by then every worker had about one
+    # chunk done, which the count leaves out
+    p = backend.provenance
+    early = min(len(arrivals) - 1, p["workers"] * p["chunk_size"])
+    return wall, (arrivals[-1] - arrivals[0]) / (len(arrivals) - early), result.records
 
 
 def best(setup, repeat: int, backend=None) -> tuple[float, float, tuple]:
@@ -127,11 +135,12 @@ def main(argv=None) -> int:
         ray.shutdown()
 
     per_input = 100 + args.n
-    rows = [["local, 1 thread", t_one], ["local, 2 threads", t_many],
-            ["ray, 1 worker", ray_t[1]], ["ray, 2 workers", ray_t[2]]]
+    rows = [["local, 1 thread", t_one, t_one / count], ["local, 2 threads", t_many, t_many / count],
+            ["ray, 1 worker", ray_t[1], steady[1]], ["ray, 2 workers", ray_t[2], steady[2]]]
     print(f"\n{count} inputs x (n0 100 + n {args.n:,}) samples; best of {args.repeat}; records identical to local: yes\n")
-    print(table(["backend", "wall s", "inputs/s", "samples/s", "vs local 1 thread"],
-                [[name, t, count / t, count * per_input / t, f"{t_one / t:.2f}x"] for name, t in rows]))
+    print(table(["backend", "wall s", "inputs/s", "samples/s", "vs local 1 thread", "inputs/s once running"],
+                [[name, t, count / t, count * per_input / t, f"{t_one / t:.2f}x", 1 / per]
+                 for name, t, per in rows]))
     local_per = t_one / count
     print(f"\nRay overhead (1 worker against local with 1 thread): startup {ray_t[1] - steady[1] * count:.2f} s "
           f"per run; {(steady[1] - local_per) * 1000:.1f} ms per input (ray {steady[1] * 1000:.1f} ms per input "

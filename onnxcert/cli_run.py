@@ -32,10 +32,10 @@ Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime i
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (the first report's name with .jsonl), after checking that the model, inputs and settings match. Without a journal, start from the first input.")]
 StrictInputs = Annotated[bool, typer.Option("--strict-inputs", help="Stop at an image of the folder that cannot be decoded (corrupt, not an image, too large) instead of skipping it with a warning.")]
 GateRules = Annotated[Optional[Path], typer.Option("--gate", help="YAML list of gate rules (as for `onnxcert gate --rules`), checked after the report is written; exit 0 when all hold, 1 when one fails, 2 on bad rules (checked before certifying).")]
-Backend = Annotated[str, typer.Option("--backend", help="local: certify in this process. ray: on Ray workers (pip install 'onnxcert[ray]'; see docs/ray.md).")]
-RayAddress = Annotated[Optional[str], typer.Option("--address", help="With --backend ray: 'auto' joins the cluster `ray start` runs on this machine; 'ray://HOST:PORT' connects through Ray Client. [default: RAY_ADDRESS, else a new local Ray instance]")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="With --backend ray: Ray workers, each holding one onnxruntime session. [default: as many as the cluster's GPUs (or CPUs) allow]")]
-GpusPerWorker = Annotated[Optional[float], typer.Option("--num-gpus-per-worker", help="With --backend ray: GPUs each worker reserves (0.5: two workers per GPU); workers then use CUDA. [default: 0, CPU workers]")]
+Backend = Annotated[str, typer.Option("--backend", help="local: certify in this process. ray: on Ray workers (pip install 'onnxcert\\[ray]'; see docs/ray.md).")]
+RayAddress = Annotated[Optional[str], typer.Option("--address", help="With --backend ray: 'auto' joins the cluster `ray start` runs on this machine; 'ray://HOST:PORT' connects through Ray Client. \\[default: RAY_ADDRESS, else a new local Ray instance]")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="With --backend ray: Ray workers, each holding one onnxruntime session. \\[default: as many as the cluster's GPUs (or CPUs) allow]")]
+GpusPerWorker = Annotated[Optional[float], typer.Option("--num-gpus-per-worker", help="With --backend ray: GPUs each worker reserves (0.5: two workers per GPU); workers then use CUDA. \\[default: 0, CPU workers]")]
 Junit = Annotated[Optional[Path], typer.Option("--junit", help="With --gate: also write JUnit XML, one testcase per check.")]
 
 
