@@ -26,9 +26,9 @@ from .journal import journal_path
 from .report import write_report
 
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda. auto uses CUDA when onnxruntime offers it.")]
-InputName = Annotated[Optional[str], typer.Option("--input-name", help="The image input, when the model has several. [default: model.input, or the only input]")]
-OutputName = Annotated[Optional[str], typer.Option("--output-name", help="The [N, k] class-score output, when the model has several. [default: model.output, or the only [N, k] output]")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads. [default: the CPU cores available]")]
+InputName = Annotated[Optional[str], typer.Option("--input-name", help="The image input, when the model has several. \\[default: model.input, or the only input]")]
+OutputName = Annotated[Optional[str], typer.Option("--output-name", help="The [N, k] class-score output, when the model has several. \\[default: model.output, or the only [N, k] output]")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads. \\[default: the CPU cores available]")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (the first report's name with .jsonl), after checking that the model, inputs and settings match. Without a journal, start from the first input.")]
 StrictInputs = Annotated[bool, typer.Option("--strict-inputs", help="Stop at an image of the folder that cannot be decoded (corrupt, not an image, too large) instead of skipping it with a warning.")]
 GateRules = Annotated[Optional[Path], typer.Option("--gate", help="YAML list of gate rules (as for `onnxcert gate --rules`), checked after the report is written; exit 0 when all hold, 1 when one fails, 2 on bad rules (checked before certifying).")]
