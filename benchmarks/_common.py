@@ -145,6 +145,15 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all its threads) of one call. On a shared
+    machine the wall clock counts the time other processes take; the CPU time counts only the
+    work done here (plus onnxruntime's spinning threads), so it is the steadier of the two."""
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -220,3 +229,48 @@ def run_bare(setup, batches: list[np.ndarray]) -> None:
 
 def samples_of(setup) -> int:
     return len(setup.inputs) * setup.samples_per_input
+
+
+def graph_head_loop(setup):
+    """The option the issue lists and the benchmark rejected on the CPU: NumPy noise, then the
+    classifier wrapped with the softmax, top-2 and column sums in the graph (fastpath's head),
+    so that NumPy sees a few numbers per sample instead of [B, k] rows. Returns a function that
+    runs it over every input of ``setup``, like ``run_sampling``."""
+    from onnxcert import fastpath as fp
+    from onnxcert.runtime import classifier_proto, open_wrapped
+    from onnxcert.sampling import ESTIMATION, SELECTION, _fill, input_generator
+
+    clf, s, pre = setup.classifier, setup.config.settings, setup.preprocessor
+    x0 = pre.prepare(setup.inputs.load(0))
+    kind = setup.config.model.output_kind
+    if kind == "auto":
+        from onnxcert.sampling import resolve_output_kind
+
+        kind = resolve_output_kind(clf(bare_batches(setup, 1)[0]), "auto")
+    wrapped = fp.wrap_classifier(classifier_proto(clf), clf.input.name, clf.output.name, x0.shape,
+                                 output_kind=kind, device_noise=False)
+    ws = open_wrapped(clf, wrapped, fp.OUTPUT_NAMES, fp.INPUT_NAMES)
+    buf = np.empty((setup.batch_size, *x0.shape), np.float32)
+
+    def batches(rng, count, xn, scale):
+        for first in range(0, count, setup.batch_size):
+            yield first, _fill(rng, buf[:min(setup.batch_size, count - first)], xn, scale)
+
+    def run() -> None:
+        for i in range(len(setup.inputs)):
+            x = pre.prepare(setup.inputs.load(i))
+            xn, scale = pre.normalize(x), pre.noise_scale(s.sigma, x.shape)
+            total = 0.0
+            for _, batch in batches(input_generator(s.seed, i, SELECTION), s.n0, xn, scale):
+                total = total + ws.run_noisy(batch, 0)["column_sums"]
+            c = int(np.argmax(total))
+            score, margin, votes = np.empty(s.n), np.empty(s.n), 0
+            for first, batch in batches(input_generator(s.seed, i, ESTIMATION), s.n, xn, scale):
+                out = ws.run_noisy(batch, c)
+                if not np.isfinite(out["total"]):
+                    raise RuntimeError("non-finite output")
+                score[first:first + len(batch)] = out["score"]
+                margin[first:first + len(batch)] = out["score"] - out["other"]
+                votes += int(np.count_nonzero(out["won"]))
+
+    return run

@@ -56,13 +56,14 @@ class PathChoice:
 
 
 def choose_path(*, provider: str, batch_mode: str, opset: int | None, input_dtype: str,
-                threads: int | None = None, cores: int | None = None, device_noise: str = "auto") -> PathChoice:
+                device_noise: str = "auto") -> PathChoice:
     """The sampling path for a classifier, from what onnxruntime runs it on.
 
     ``device_noise`` 'auto' takes the device path on CUDA when the graph allows it; 'on' insists
-    (any provider, e.g. to test it on the CPU), 'off' never. The host path prefetches noise on a
-    worker thread when a core is left over for it: always on CUDA, and on the CPU when
-    onnxruntime has fewer intra-op threads than there are cores.
+    (any provider, e.g. to test it on the CPU), 'off' never. The host path always prefetches:
+    on CUDA the CPU is idle while the GPU works, and on the 2-core benchmark machine, with
+    onnxruntime's threads not spinning, prefetching was as fast or faster for every model at
+    every thread count (benchmarks/README.md).
     """
     if device_noise not in DEVICE_NOISE:
         raise ConfigError(f"device_noise must be one of {', '.join(DEVICE_NOISE)}; got {device_noise!r}")
@@ -74,17 +75,15 @@ def choose_path(*, provider: str, batch_mode: str, opset: int | None, input_dtyp
         blockers.append(f"the model's opset {opset} is below {MIN_OPSET}")
     if input_dtype not in ("float32", "float16"):
         blockers.append(f"the model's input is {input_dtype}")
-    spare_core = threads is not None and cores is not None and threads < cores
-    host = PathChoice(False, on_gpu or spare_core, "")
     if device_noise == "off":
-        return PathChoice(False, host.prefetch, "device noise turned off")
+        return PathChoice(False, True, "device noise turned off")
     if blockers:
         if device_noise == "on":
             raise ConfigError("device noise is not possible: " + "; ".join(blockers))
-        return PathChoice(False, host.prefetch, "; ".join(blockers) if on_gpu else f"provider {provider}")
+        return PathChoice(False, True, "; ".join(blockers) if on_gpu else f"provider {provider}")
     if device_noise == "on" or on_gpu:
         return PathChoice(True, False, f"noise drawn in the graph on {provider}")
-    return PathChoice(False, host.prefetch, f"provider {provider}")
+    return PathChoice(False, True, f"provider {provider}")
 
 
 def default_opset(proto) -> int | None:

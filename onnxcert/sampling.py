@@ -25,15 +25,22 @@ import numpy as np
 
 from .errors import ConfigError, ModelError
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
-from .runtime import Classifier, available_cores, classifier_proto, open_wrapped
+from .runtime import Classifier, classifier_proto, open_wrapped
 from .stats.measures import is_probabilities, to_probabilities
 
 log = logging.getLogger("onnxcert")
 
 SELECTION, ESTIMATION = 0, 1
+# The automatic batch size (benchmarks/README.md): on the CPU, throughput is flat in the batch
+# size from about 8 samples (ResNet-110, ResNet-50), so past that a batch only costs memory;
+# for tiny inputs, whose forward pass takes microseconds, a batch also pays the loop's ~0.1 ms
+# per batch, and 512-2048 samples ran up to 10-20% faster than 256 on the 8x8 model. Measured
+# activation memory per batched sample: 18x (ResNet-110) and 24-26x (ResNet-50) the input's bytes.
 BATCH_MEMORY_BUDGET = 1 << 30  # bytes for one batch's input and the model's activations
-ACTIVATION_FACTOR = 32  # activations per sample, as a multiple of the input's bytes (a guess)
+ACTIVATION_FACTOR = 32  # activations per sample, as a multiple of the input's bytes
 MAX_BATCH = 256
+MAX_BATCH_TINY = 1024  # for inputs of at most TINY_INPUT values
+TINY_INPUT = 1024
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,14 @@ def input_generator(seed: int, index: int, stream: int) -> np.random.Generator:
 
 
 def auto_batch_size(sample_shape, n: int, *, budget: int = BATCH_MEMORY_BUDGET,
-                    max_batch: int = MAX_BATCH) -> int:
+                    max_batch: int | None = None) -> int:
     """Samples per forward pass from the input's size and a memory budget, at most ``max_batch``
-    and never more than the ``n`` samples one input needs."""
-    per_sample = 4 * math.prod(int(d) for d in sample_shape) * ACTIVATION_FACTOR
+    (by default 256, or 1024 for inputs of at most 1024 values) and never more than the ``n``
+    samples one input needs."""
+    values = math.prod(int(d) for d in sample_shape)
+    if max_batch is None:
+        max_batch = MAX_BATCH_TINY if values <= TINY_INPUT else MAX_BATCH
+    per_sample = 4 * values * ACTIVATION_FACTOR
     return int(max(1, min(max_batch, n, budget // max(per_sample, 1))))
 
 
@@ -82,7 +93,7 @@ class Sampler:
       measures. With ``prefetch`` a worker thread draws the next batch's noise while the model
       runs on the current one; one thread draws every batch of a stream in order, so the noise,
       and every result, is the same as without it. ``prefetch`` None lets the path decide (on
-      when a core is left over for the worker).
+      for an ONNX classifier, off for a Python callable).
     - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
       onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
       computed on the device (see fastpath). The noise comes from another generator than the
@@ -111,8 +122,7 @@ class Sampler:
                 raise ConfigError("device noise needs an ONNX classifier opened by onnxcert")
             return PathChoice(False, False, "a Python model")
         return choose_path(provider=clf.provider, batch_mode=clf.batch_mode, opset=clf.info.opsets.get("ai.onnx"),
-                           input_dtype=clf.input.dtype, threads=clf.session_options["intra_op_num_threads"],
-                           cores=available_cores(), device_noise=self.device_noise)
+                           input_dtype=clf.input.dtype, device_noise=self.device_noise)
 
     def sample(self, index: int, x_norm: np.ndarray, scale: np.ndarray, name: str | None = None) -> InputSamples:
         """Selection then estimation for the clean normalized sample ``x_norm``; the noise is

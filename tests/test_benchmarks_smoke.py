@@ -36,6 +36,7 @@ def table_rows(out: str) -> list[str]:
     ("bench_scaling.py", "prefetch / bare"),
     ("bench_certifier.py", "statistics % of total"),
     ("bench_memory.py", "total bytes/sample"),
+    ("bench_profile.py", "forward pass"),
 ])
 def test_quick_benchmark_prints_its_table(script, needle, tmp_path):
     out = run(script, "--quick", tmp_path=tmp_path)

@@ -40,7 +40,7 @@ def test_unknown_device():
 def test_session_settings_are_explicit():
     s = session_settings(3)
     assert s == {"intra_op_num_threads": 3, "inter_op_num_threads": 1, "execution_mode": "sequential",
-                 "graph_optimization_level": "all"}
+                 "graph_optimization_level": "all", "allow_spinning": False}
     assert session_settings()["intra_op_num_threads"] >= 1
     with pytest.raises(ConfigError, match="0"):
         session_settings(0)

@@ -1,0 +1,79 @@
+"""Where the sampling loop's time goes, stage by stage (the profile behind issue 7's fast path).
+
+    python benchmarks/bench_profile.py [--quick] [--models digits,cifar,imagenet] [--prefetch]
+
+Runs onnxcert's real sampling loop (``Sampler.sample`` on one input) with timers around its
+stages: drawing the noise into the batch buffer (``sampling._fill``), the forward pass (the
+Classifier call, onnxruntime included), the softmax (``to_probabilities``); the rest is the
+measures' bookkeeping and Python. cProfile cannot split the first from the loop around it, since
+NumPy's generator is a C call inside a Python generator, hence these timers. Measured in this run.
+With --prefetch the noise is drawn on the worker thread, off the critical path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import _common as C
+
+SIZES = {"digits": (100_000, 5_000), "cifar": (512, 64), "imagenet": (48, 8)}  # n: full, --quick
+
+
+class Timer:
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kw):
+        t = time.perf_counter()
+        try:
+            return self.fn(*args, **kw)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
+def profile(m: C.BenchModel, key: str, n: int, prefetch: bool) -> list[object]:
+    from onnxcert import pipeline, sampling
+
+    n0 = min(100, n)
+    setup = C.prepare(m, C.clean_inputs(m, 1), n0=n0, n=n)
+    sampler = pipeline.make_sampler(setup)
+    sampler.prefetch = prefetch
+    s, pre = setup.config.settings, setup.preprocessor
+    x = pre.prepare(setup.inputs.load(0))
+    xn, scale = pre.normalize(x), pre.noise_scale(s.sigma, x.shape)
+    setup.classifier(C.bare_batches(setup, 1)[0])  # warm-up
+    fill, softmax, forward = Timer(sampling._fill), Timer(sampling.to_probabilities), Timer(sampler.model)
+    sampling._fill, sampling.to_probabilities, sampler.model = fill, softmax, forward
+    try:
+        t = time.perf_counter()
+        sampler.sample(0, xn, scale)
+        total = time.perf_counter() - t
+    finally:
+        sampling._fill, sampling.to_probabilities, sampler.model = fill.fn, softmax.fn, forward.fn
+    rest = total - forward.seconds - softmax.seconds - (0 if prefetch else fill.seconds)
+    share = lambda v: f"{100 * v / total:.1f}%"  # noqa: E731
+    noise = f"({share(fill.seconds)} on the worker)" if prefetch else share(fill.seconds)
+    return [m.name, setup.batch_size, f"{n0 + n:,}", total, share(forward.seconds), noise,
+            share(softmax.seconds), share(rest), (n0 + n) / total]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small n, the sample model only")
+    ap.add_argument("--models", default=None, help="comma-separated: digits, cifar, imagenet")
+    ap.add_argument("--prefetch", action="store_true", help="draw the noise on the worker thread")
+    args = ap.parse_args(argv)
+    names = (args.models or ("digits" if args.quick else "digits,cifar,imagenet")).split(",")
+    C.print_machine()
+    rows = [profile(m, key, SIZES[key][1 if args.quick else 0], args.prefetch)
+            for key, m in zip(names, C.models(names))]
+    print()
+    print(C.table(["model", "batch", "samples", "seconds", "forward pass", "noise", "softmax",
+                   "measures + Python", "samples/s"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
