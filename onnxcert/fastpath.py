@@ -208,7 +208,8 @@ def _noise_nodes(g: _Graph, shape: Sequence[int], x: str, scale: str, key: str, 
     theta = g.op("Mul", [u2, g.const(2 * math.pi, np.float32)], "theta")
     z = g.op("Concat", [g.op("Mul", [r, g.op("Cos", [theta])]), g.op("Mul", [r, g.op("Sin", [theta])])], axis=1)
     if 2 * p != d:
-        z = g.op("Slice", [z, g.const([0], np.int64), g.const([d], np.int64), g.const([1], np.int64)])
+        starts, ends, axes = g.const([0], np.int64), g.const([d], np.int64), g.const([1], np.int64)
+        z = g.op("Slice", [z, starts, ends, axes])  # an odd count of values: drop the last normal
     z = g.op("Reshape", [z, g.const([-1, *shape], np.int64)], "noise")
     noisy = g.op("Add", [x, g.op("Mul", [z, scale])], "noisy")
     return noisy if out_dtype == T.FLOAT else g.op("Cast", [noisy], to=out_dtype)
