@@ -4,6 +4,8 @@ end to end on the CPU provider (the code path CUDA takes, with host memory)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -97,6 +99,17 @@ def test_reference_noise_is_standard_normal():
     assert stats.kstest(z, "norm").pvalue > 1e-3
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / np.sqrt(z.size)
     assert np.isfinite(z).all() and np.abs(z).max() < 6.5  # 24-bit uniforms: |z| <= sqrt(2 ln 2^25)
+
+
+def test_box_muller_keeps_the_gaussian_tail():
+    # the smallest radial uniform is 2^-41: r reaches sqrt(82 ln 2) = 7.54 standard deviations
+    # (24-bit uniforms stopped at 5.9, dropping 3e-8 of every pair's mass)
+    lowest = fp.box_muller(np.zeros((2, 1), dtype=np.uint64))
+    assert float(np.abs(lowest).max()) == pytest.approx(math.sqrt(82 * math.log(2)), rel=1e-6)
+    # and the tail mass beyond 4 sd matches the normal law (2 Phi(-4) = 6.3e-5)
+    z = fp.reference_noise(fp.squares_key(1, 2, 1), 0, 400, (5000,)).ravel()
+    expect = 2 * stats.norm.sf(4) * z.size
+    assert abs(np.count_nonzero(np.abs(z) > 4) - expect) < 5 * math.sqrt(expect)
 
 
 def test_reference_noise_does_not_depend_on_how_it_is_cut():
