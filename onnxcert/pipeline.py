@@ -304,7 +304,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
     ordered = [records[i] for i in sorted(records)]
     fresh = len(records) - (len(state.records) if state else 0)
     report = make_report(setup, ordered, sampler.output_kind, wall, skipped=[skipped[i] for i in sorted(skipped)],
-                         fresh=fresh)
+                         fresh=fresh, sampling_path=_path_of(sampler))
     return CertificationResult(tuple(ordered), report)
 
 
@@ -316,8 +316,17 @@ def _interrupted(stop: StopFlag | None, done: int, total: int, writer: JournalWr
                           "run the same command with --resume to continue")
 
 
+def _path_of(sampler) -> dict | None:
+    path = getattr(sampler, "path", None)
+    if path is None:
+        return None
+    return {"device_noise": path.device_noise, "prefetch": getattr(sampler, "prefetch", path.prefetch),
+            "reason": path.reason}
+
+
 def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wall: float,
-                skipped: Sequence[SkippedInput] = (), fresh: int | None = None, **report_args) -> dict:
+                skipped: Sequence[SkippedInput] = (), fresh: int | None = None,
+                sampling_path: dict | None = None, **report_args) -> dict:
     """The report for ``records`` (see report.build_report), with the run's provenance and the
     inputs that were skipped. ``fresh``: how many records this session computed (the rest came
     from a journal); samples and throughput count only those."""
@@ -341,6 +350,7 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
         "wall_time_s": round(wall, 3),
         "samples": samples,
         "samples_per_second": round(samples / wall, 1) if wall > 0 else None,
+        "sampling_path": sampling_path,
     }
     model = {"path": clf.info.path, "sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name}
     pre = asdict(cfg.preprocess)
