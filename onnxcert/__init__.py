@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import certify_model, certify_scores
+from .api import certify_model, certify_scores, gate_report, summarize
 from .config import Config, ModelConfig, PreprocessConfig, Settings
 from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError, RunInterrupted
 from .report import Record
@@ -25,6 +25,8 @@ __all__ = [
     "__version__",
     "certify_model",
     "certify_scores",
+    "gate_report",
+    "summarize",
     "CertificationResult",
     "Config",
     "ConfigError",

@@ -84,3 +84,32 @@ def _config_layer(config) -> dict:
                 "smoothing": {k: s[k] for k in ("sigma", "alpha", "n0", "n", "batch_size", "seed") if s[k] is not None},
                 "certify": {k: s[k] for k in ("measures", "methods", "thresholds", "radii")}}
     return dict(config)
+
+
+def summarize(report, *, radii=None, measures=None, methods=None):
+    """Certified-accuracy summary (``onnxcert summary``) of a report dict or a REPORT.json path.
+
+    Returns a frozen ``summary.ReportSummary`` (curves per measure, method and threshold; the
+    label certificate's curve; clean accuracy; abstain rate; mean certified radii).
+    """
+    from .summary import load_report, parse_report, summarize_report
+
+    data = load_report(report) if isinstance(report, (str, Path)) else parse_report(report)
+    return summarize_report(data, radii=radii, measures=measures, methods=methods)
+
+
+def gate_report(report, rules=None, *, baseline=None, tolerance: float = 0.0, **rule):
+    """Check rules against a report (``onnxcert gate``): ``rules`` is a YAML path or a sequence of
+    ``gate.Rule``; or give one rule as keywords (measure, method, threshold, radius, min_accuracy,
+    max_abstain_rate, min_mean_radius). Returns a frozen ``gate.GateResult`` (``.exit_code``:
+    0 all pass, 1 a rule fails)."""
+    from .gate import evaluate_rules, load_rules, rules_from_flags
+    from .summary import load_report
+
+    if isinstance(rules, (str, Path)):
+        rules = load_rules(rules)
+    elif rules is None:
+        rules = rules_from_flags(**rule)
+    data = load_report(report) if isinstance(report, (str, Path)) else report
+    base = load_report(baseline) if isinstance(baseline, (str, Path)) else baseline
+    return evaluate_rules(data, tuple(rules), baseline=base, tolerance=tolerance)
