@@ -27,6 +27,7 @@ _LAZY = {
     "get_architecture": "cohen", "load_cohen_checkpoint": "cohen",
 }
 INSTALL_HINT = "the exporters need torch: pip install 'onnxcert[export]'"
+__all__ = ["CheckpointError", "ExportError", "ParityError", "INSTALL_HINT", "require_torch", *_LAZY]
 
 
 def require_torch() -> None:

@@ -8,7 +8,6 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from . import api
 from ._app import app, float_list, handle_errors, setup_logging, split_list
 from .config import build_config, cli_layer, load_yaml
 from .errors import ConfigError, InputError

@@ -97,19 +97,27 @@ class Config:
 # ---------------------------------------------------------------- layers
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Read a config file with ``yaml.safe_load``; one-line errors for every failure."""
+def read_yaml(path: str | Path, what: str = "config file"):
+    """``yaml.safe_load`` of a file, with one-line ConfigErrors naming ``what`` and the problem.
+
+    Only plain YAML is accepted: tags such as ``!!python/object`` are refused by safe_load.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(exc, "problem", None)
         why = f": {problem}" if problem else ""
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{at}{why}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{at}{why}") from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a config file with ``yaml.safe_load``; one-line errors for every failure."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -156,17 +164,18 @@ def check_keys(data: Mapping, source: str) -> None:
     """Unknown sections or keys: name the key and the nearest valid one."""
     for section, body in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{source}: unknown section {section!r}{_nearest(section, SCHEMA)}")
+            raise ConfigError(f"{source}: unknown section {section!r}{nearest(section, SCHEMA)}")
         if body is None:
             continue
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: section {section!r} must be a mapping, got {type(body).__name__}")
         for key in body:
             if key not in SCHEMA[section]:
-                raise ConfigError(f"{source}: unknown key {section}.{key}{_nearest(str(key), SCHEMA[section])}")
+                raise ConfigError(f"{source}: unknown key {section}.{key}{nearest(str(key), SCHEMA[section])}")
 
 
-def _nearest(word: str, options) -> str:
+def nearest(word: str, options) -> str:
+    """' (did you mean X?)' for the closest valid name, else ' (valid: ...)'."""
     close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(options)})"
 
@@ -256,7 +265,7 @@ def _settings(s: dict, c: dict) -> Settings:
         raise ConfigError(f"certify.thresholds must map a measure to a list, got {given!r}")
     for m in given:
         if m not in MEASURES:
-            raise ConfigError(f"certify.thresholds: unknown measure {m!r}{_nearest(m, MEASURES)}")
+            raise ConfigError(f"certify.thresholds: unknown measure {m!r}{nearest(m, MEASURES)}")
     thresholds = {}
     for m in MEASURES:
         values = tuple(_num("certify", f"thresholds.{m}", v)

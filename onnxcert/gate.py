@@ -24,15 +24,16 @@ For ``onnxcert run --gate RULES.yaml``::
 
 from __future__ import annotations
 
-import difflib
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
 
+
+from .config import nearest as _nearest
+from .config import read_yaml
 from .errors import ConfigError
 from .report import atomic_write_text
 from .stats.certify import METHODS
@@ -121,11 +122,6 @@ def _g(x: float | None) -> str:
     return "—" if x is None else f"{x:g}"
 
 
-def _nearest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(options)})"
-
-
 def _number(value: Any, key: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{key} must be a number, got {value!r}")
@@ -172,14 +168,7 @@ def rule_from_mapping(entry: Any, where: str = "rule") -> Rule:
 def load_rules(path: str | Path) -> tuple[Rule, ...]:
     """Read a YAML list of rules with ``yaml.safe_load``; ConfigError (exit 2) on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"rules file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"rules file {str(path)!r} is not valid YAML{at}") from None
+    data = read_yaml(path, what="rules file")
     if not isinstance(data, list) or not data:
         got = "nothing" if data is None else type(data).__name__
         raise ConfigError(f"rules file {str(path)!r} must hold a non-empty YAML list of rules, got {got}")

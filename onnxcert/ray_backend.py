@@ -33,7 +33,6 @@ import math
 import signal
 import tempfile
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 import onnxcert
 from onnxcert.cli import app
-from onnxcert.report import csv_columns
 
 runner = CliRunner()
 
