@@ -26,6 +26,7 @@ import hashlib
 import logging
 import math
 import os
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -172,8 +173,11 @@ def bj_band(n: int, alpha: float) -> RankBand:
         band = _load(path, n, alpha)
         if band is not None:
             return band
-    log.info("calibrating the cdf-bj band for n=%d, alpha=%g (once; cached in %s)", n, alpha, cache_dir())
+    log.info("calibrating the cdf-bj band for n=%d, alpha=%g (once; cached in %s) ...", n, alpha, cache_dir())
+    start = time.perf_counter()
     band = calibrate(n, alpha)
+    log.info("cdf-bj band calibrated in %.1f s: %d ranks, crossing probability %.4g <= alpha",
+             time.perf_counter() - start, band.ranks.size, band.crossing)
     try:
         save_table(band, cache_dir() / name)
     except OSError as exc:
