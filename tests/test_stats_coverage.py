@@ -190,3 +190,29 @@ def test_label_clopper_pearson_coverage():
     lower, _ = clopper_pearson_lower(k, n, ALPHA)
     assert np.count_nonzero(lower > p) <= budget(reps)
     assert np.count_nonzero(k / n > p) > budget(reps)  # the plug-in estimate fails the same check
+
+
+def upper_failures(samples, make_bounds, truth, radius):
+    fails = 0
+    for z in samples:
+        _, upper = make_bounds(EmpiricalTail.from_samples(z, 0.0, 1.0))
+        fails += upper.at([radius])[0] < truth
+    return fails
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_upper_bound_coverage_smooth_worst_case(method):
+    # the upper bound must hold at every ||x' - x|| <= R; the largest smoothed value is at
+    # x - R e1 for Z = Phi(mu - delta_1 / tau), i.e. the closed form at radius -R
+    n, reps, mu, tau, sigma, radius = 200, 1500, 0.2, 0.4, 0.25, 0.25
+    samples = smooth_case(reps, n, mu, tau, sigma, seed=31)
+    truth = smooth_truth(mu, tau, sigma, -radius)
+    assert upper_failures(samples, METHODS[method](n), truth, radius) <= budget(reps)
+
+
+def test_upper_bound_check_catches_plug_in_probabilities():
+    n, reps, mu, tau, sigma, radius = 200, 1500, 0.2, 0.4, 0.25, 0.25
+    samples = smooth_case(reps, n, mu, tau, sigma, seed=31)
+    truth = smooth_truth(mu, tau, sigma, -radius)
+    plug_in = lambda t: cdf_bounds(t, PlugInBand(n, ALPHA), sigma)  # noqa: E731
+    assert upper_failures(samples, plug_in, truth, radius) > budget(reps)
