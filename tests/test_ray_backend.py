@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import cli
 
 import onnxcert.cli_run  # noqa: F401  (registers run)
 from onnxcert import pipeline
-from onnxcert._app import app
 from onnxcert.errors import ConfigError, DependencyError, ModelError, OnnxCertError
 from onnxcert.ray_backend import RayBackend, RayOptions, Worker, chunk_size, import_ray
 
@@ -30,12 +29,6 @@ MODEL = ROOT / "sample_models" / "digits_sigma0.25.onnx"
 IMAGES = ROOT / "sample_models" / "digits_test"
 FAST = ("--n", "500", "--n0", "50", "--methods", "naive,cdf-dkw")
 SMOOTHING = {"smoothing": {"n": 500, "n0": 50}, "certify": {"methods": ["naive", "cdf-dkw"]}}
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    assert "Traceback" not in res.output, res.output
-    return res
 
 
 @pytest.fixture(scope="module")

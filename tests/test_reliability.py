@@ -19,29 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
-from typer.testing import CliRunner
 
 import onnx_models as om
+from cli_helpers import cli, error_line
 import onnxcert.cli_run  # noqa: F401  (registers run)
 from onnxcert import journal as journal_mod
 from onnxcert import pipeline
-from onnxcert._app import app
 from onnxcert.journal import FORMAT, read_journal
 
 SHAPE = (3, 6, 5)
 FAST = ("--n0", "10", "--n", "60", "--methods", "naive,cdf-dkw")
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    assert "Traceback" not in res.output, res.output
-    return res
-
-
-def error_line(res) -> str:
-    lines = [ln for ln in res.output.splitlines() if ln.startswith("onnxcert: error:")]
-    assert len(lines) == 1, res.output
-    return lines[0]
 
 
 def load(path) -> dict:

@@ -23,26 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.stats import norm
-from typer.testing import CliRunner
 
 import onnx_models as om
+from cli_helpers import cli, error_line as _error_line
 import onnxcert
 import onnxcert.cli_run  # noqa: F401  (registers run and inspect)
-from onnxcert._app import app
 from onnxcert.config import build_config
 from onnxcert.runtime import CUDA, import_ort
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    assert "Traceback" not in res.output, res.output
-    return res
-
-
-def _error_line(res) -> str:
-    lines = [ln for ln in res.output.splitlines() if ln.startswith("onnxcert: error:")]
-    assert len(lines) == 1, res.output
-    return lines[0]
 
 
 def _load(path):
