@@ -274,3 +274,18 @@ def graph_head_loop(setup):
                 votes += int(np.count_nonzero(out["won"]))
 
     return run
+
+
+class Clock:
+    """Wraps a function and adds up the time spent in it."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds, self.calls = fn, 0.0, 0
+
+    def __call__(self, *args, **kw):
+        t = time.perf_counter()
+        try:
+            return self.fn(*args, **kw)
+        finally:
+            self.seconds += time.perf_counter() - t
+            self.calls += 1

@@ -22,21 +22,6 @@ import numpy as np
 import _common as C
 
 
-class Clock:
-    """Wraps a function and adds up the time spent in it."""
-
-    def __init__(self, fn):
-        self.fn, self.seconds, self.calls = fn, 0.0, 0
-
-    def __call__(self, *args, **kw):
-        t = time.perf_counter()
-        try:
-            return self.fn(*args, **kw)
-        finally:
-            self.seconds += time.perf_counter() - t
-            self.calls += 1
-
-
 def end_to_end(m: C.BenchModel, count: int, n0: int, n: int) -> tuple[float, float]:
     """(total seconds, seconds in certify_samples) over ``count`` inputs, the real loop."""
     from onnxcert import pipeline
@@ -44,7 +29,7 @@ def end_to_end(m: C.BenchModel, count: int, n0: int, n: int) -> tuple[float, flo
     setup = C.prepare(m, C.clean_inputs(m, count), n0=n0, n=n)
     sampler = pipeline.make_sampler(setup)
     setup.classifier(C.bare_batches(setup, 1)[0][:2])  # warm-up
-    clock = Clock(pipeline.certify_samples)
+    clock = C.Clock(pipeline.certify_samples)
     pipeline.certify_samples = clock
     try:
         t = time.perf_counter()

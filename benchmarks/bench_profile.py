@@ -21,18 +21,6 @@ import _common as C
 SIZES = {"digits": (100_000, 5_000), "cifar": (512, 64), "imagenet": (48, 8)}  # n: full, --quick
 
 
-class Timer:
-    def __init__(self, fn):
-        self.fn, self.seconds = fn, 0.0
-
-    def __call__(self, *args, **kw):
-        t = time.perf_counter()
-        try:
-            return self.fn(*args, **kw)
-        finally:
-            self.seconds += time.perf_counter() - t
-
-
 def profile(m: C.BenchModel, key: str, n: int, prefetch: bool) -> list[object]:
     from onnxcert import pipeline, sampling
 
@@ -44,7 +32,7 @@ def profile(m: C.BenchModel, key: str, n: int, prefetch: bool) -> list[object]:
     x = pre.prepare(setup.inputs.load(0))
     xn, scale = pre.normalize(x), pre.noise_scale(s.sigma, x.shape)
     setup.classifier(C.bare_batches(setup, 1)[0])  # warm-up
-    fill, softmax, forward = Timer(sampling._fill), Timer(sampling.to_probabilities), Timer(sampler.model)
+    fill, softmax, forward = C.Clock(sampling._fill), C.Clock(sampling.to_probabilities), C.Clock(sampler.model)
     sampling._fill, sampling.to_probabilities, sampler.model = fill, softmax, forward
     try:
         t = time.perf_counter()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
+
+from onnxcert.runtime import sha256_file as sha256  # noqa: F401  (re-exported: the one file-hashing helper)
 
 from .errors import CheckpointError
 
@@ -99,12 +100,6 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> N
     model.load_state_dict(state, strict=False)
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_tensor_dict(obj: Any) -> bool:
