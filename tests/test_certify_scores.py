@@ -78,17 +78,27 @@ def test_report_csv_columns(scores, tmp_path):
     assert len(rows) == 4 and all(len(r) == len(rows[0]) for r in rows)
 
 
-def test_infinite_radius_is_written_as_inf(tmp_path):
+def test_sampled_certificates_are_finite_but_inf_and_null_are_written_as_the_contract_says(tmp_path):
+    # from samples the bound tends to a as R grows, and thresholds lie in (a, b): a constant
+    # margin of 0.8 certifies c = -0.999 at a finite radius, never "inf"
     rep = onnxcert.certify_scores(
         np.tile([0.9, 0.1], (1, 200, 1)), np.tile([0.9, 0.1], (1, 10, 1)), sigma=0.25,
-        measures=["margin"], thresholds={"margin": [-0.999]}, methods=["cdf-dkw"], output=tmp_path / "r.json",
+        measures=["margin"], thresholds={"margin": [-0.999]}, methods=["cdf-dkw"],
     ).report
-    # a constant margin of 0.8: the bound tends to a = -1 as R grows, so -0.999 is certified at a
-    # finite radius; the radius is "inf" only when c <= the bound's limit, which the config forbids
-    assert rep["records"][0]["confidence"]["margin"]["cdf-dkw"]["radius"][0] not in (None, "inf")
-    from onnxcert.report import radius_to_json
+    radius = rep["records"][0]["confidence"]["margin"]["cdf-dkw"]["radius"][0]
+    assert isinstance(radius, float) and radius > 0
+    # an unbounded radius (exact probabilities, Theorem 2) and an abstention, written out
+    from onnxcert.report import Record, to_csv
+    from onnxcert.stats import ConfidenceCertificate, InputCertificate, LabelCertificate
 
-    assert radius_to_json(math.inf) == "inf" and radius_to_json(None) is None
+    cert = InputCertificate(0, LabelCertificate(5, 10, 0.3, None), {"score": {"naive": ConfidenceCertificate(
+        "score", "naive", 0.9, (0.8,), (0.95,), (math.inf, None))}})
+    d = Record(0, None, 0, cert).to_dict()
+    assert d["confidence"]["score"]["naive"]["radius"] == ["inf", None]
+    assert d["label_certificate"]["radius"] is None
+    settings = {"measures": ["score"], "methods": ["naive"], "thresholds": {"score": [0.5, 0.9]}}
+    row = to_csv({"settings": settings, "records": [d]}).splitlines()[1].split(",")
+    assert row[-2:] == ["inf", ""] and json.loads(json.dumps(d))["confidence"]["score"]["naive"]["radius"][0] == "inf"
 
 
 def test_python_api_writes_nothing_unless_asked(tmp_path, monkeypatch):

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from .bands import DKWBand, RankBand
 from .bounds import hoeffding_eps, phi_inv
 
 INF = math.inf
@@ -253,5 +252,3 @@ def exact_tail_bound(levels, tail_probs, a: float, sigma: float, tail_q=None) ->
     q = 1.0 - p if tail_q is None else np.asarray(tail_q, dtype=np.float64)
     return StepBound.build(a, np.diff(levels, prepend=a), phi_inv(p, q), -1, sigma)
 
-
-BandLike = DKWBand | RankBand
