@@ -50,7 +50,7 @@ def sample_model() -> BenchModel:
 def cohen_model(arch: str) -> BenchModel:
     """Cohen et al.'s ``arch`` with random weights (torch seed 0), normalization folded in,
     exported to the cache on first use."""
-    from exporters.cohen import ARCHITECTURES, DATASETS
+    from onnxcert.exporters.cohen import ARCHITECTURES, DATASETS
 
     ds = DATASETS[ARCHITECTURES[arch][0]]
     shape = (3, ds.size, ds.size)
@@ -65,8 +65,8 @@ def cohen_model(arch: str) -> BenchModel:
 def _export(arch, ds, shape, onnx_path: Path, weights: Path) -> None:
     import torch
 
-    from exporters import export_model
-    from exporters.cohen import get_architecture
+    from onnxcert.exporters import export_model
+    from onnxcert.exporters.cohen import get_architecture
 
     print(f"exporting {arch} with random weights to {onnx_path} (once) ...", file=sys.stderr, flush=True)
     torch.manual_seed(SEED)
@@ -84,7 +84,7 @@ def torch_model(m: BenchModel):
     """The torch network (NormalizeLayer included) that ``m``'s ONNX file was exported from."""
     import torch
 
-    from exporters.cohen import get_architecture
+    from onnxcert.exporters.cohen import get_architecture
 
     net = get_architecture(m.arch)
     net.load_state_dict(torch.load(m.weights, weights_only=True))
@@ -185,7 +185,7 @@ def prepare(m: BenchModel, inputs: np.ndarray, *, n0: int, n: int, batch_size: i
     smoothing = {"n0": n0, "n": n, "sigma": 0.25}
     if batch_size:
         smoothing["batch_size"] = batch_size
-    return pipeline.prepare(m.path, inputs, layers=[{"smoothing": smoothing}], device=device, threads=threads)
+    return pipeline.prepare(m.path, inputs, cli={"smoothing": smoothing}, device=device, threads=threads)
 
 
 def run_sampling(setup, sampler) -> None:
@@ -244,9 +244,9 @@ def graph_head_loop(setup):
     x0 = pre.prepare(setup.inputs.load(0))
     kind = setup.config.model.output_kind
     if kind == "auto":
-        from onnxcert.sampling import resolve_output_kind
+        from onnxcert.stats.measures import detect_output_kind
 
-        kind = resolve_output_kind(clf(bare_batches(setup, 1)[0]), "auto")
+        kind = detect_output_kind(clf(bare_batches(setup, 1)[0]))
     wrapped = fp.wrap_classifier(classifier_proto(clf), clf.input.name, clf.output.name, x0.shape,
                                  output_kind=kind, device_noise=False)
     ws = open_wrapped(clf, wrapped, fp.OUTPUT_NAMES, fp.INPUT_NAMES)

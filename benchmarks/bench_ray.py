@@ -50,8 +50,8 @@ def inputs(count: int):
 def setup_for(x, y, n: int, threads: int | None):
     from onnxcert import pipeline
 
-    layers = [{"smoothing": {"n0": 100, "n": n, "sigma": 0.25}}]
-    return pipeline.prepare(MODEL, x, layers=layers, labels=y, device="cpu", threads=threads)
+    flags = {"smoothing": {"n0": 100, "n": n, "sigma": 0.25}}
+    return pipeline.prepare(MODEL, x, cli=flags, labels=y, device="cpu", threads=threads)
 
 
 def timed(setup, backend=None) -> tuple[float, float, tuple]:

@@ -1,49 +1,14 @@
-"""torch -> ONNX exporters for onnxcert (the ``[export]`` extra; torch is imported here only).
+"""A thin entry kept for ``python -m exporters ...`` and ``import exporters`` from a checkout.
 
-- ``export_model``: any torch.nn.Module -> ONNX with a dynamic batch axis, an explicit opset, the
-  onnxcert metadata sections (preprocess, classes, output kind, training sigma) and a parity check
-  of onnxruntime against torch.
-- ``export_checkpoint``: the same from a module path, a class or factory name and a checkpoint
-  read with ``torch.load(weights_only=True)``.
-- ``export_cohen``: the CIFAR-10 ResNet-110 and ImageNet ResNet-50 of Cohen et al. (2019), from
-  their published checkpoints.
-
-Command line: ``python -m exporters generic ...`` and ``python -m exporters cohen ...``.
+The code lives in ``onnxcert.exporters`` (installed with onnxcert; torch from the ``[export]``
+extra). This folder is not installed: a top-level package named ``exporters`` would clash with
+another well-known package of that name. Import ``onnxcert.exporters`` in code.
 """
 
-from __future__ import annotations
+import onnxcert.exporters as _exporters
 
-import importlib
-
-from .errors import CheckpointError, ExportError, ParityError
-
-_LAZY = {
-    "check_parity": "onnx_export", "export_model": "onnx_export", "ExportResult": "onnx_export",
-    "NormalizeLayer": "onnx_export", "Parity": "onnx_export", "DEFAULT_ATOL": "onnx_export",
-    "DEFAULT_OPSET": "onnx_export", "DEFAULT_RTOL": "onnx_export",
-    "extract_state_dict": "checkpoint", "load_checkpoint": "checkpoint", "load_weights": "checkpoint",
-    "build_model": "generic", "export_checkpoint": "generic", "load_factory": "generic",
-    "ARCHITECTURES": "cohen", "DATASETS": "cohen", "export_cohen": "cohen",
-    "get_architecture": "cohen", "load_cohen_checkpoint": "cohen",
-}
-INSTALL_HINT = "the exporters need torch: pip install 'onnxcert[export]'"
-__all__ = ["CheckpointError", "ExportError", "ParityError", "INSTALL_HINT", "require_torch", *_LAZY]
-
-
-def require_torch() -> None:
-    """Raise ImportError with the install hint when torch cannot be imported."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ImportError(INSTALL_HINT) from None
+__all__ = list(_exporters.__all__)
 
 
 def __getattr__(name: str):
-    """Import torch only when an exporter is used, so that a missing extra gives one clear line."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'exporters' has no attribute {name!r}")
-    require_torch()
-    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-
-
-__all__ = sorted([*_LAZY, "CheckpointError", "ExportError", "ParityError"])
+    return getattr(_exporters, name)

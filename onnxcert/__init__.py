@@ -15,11 +15,23 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import certify_model, certify_scores, gate_report, summarize
-from .config import Config, ModelConfig, PreprocessConfig, Settings
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError, RunInterrupted
-from .report import Record
-from .scores import CertificationResult
+
+# Loaded on first use, so that ``import onnxcert`` (and ``onnxcert --help``) stays fast.
+_LAZY = {
+    "certify_model": "api", "certify_scores": "api", "gate_report": "api", "summarize": "api",
+    "Config": "config", "ModelConfig": "config", "PreprocessConfig": "config", "Settings": "config",
+    "Record": "report", "CertificationResult": "scores",
+}
+
+if TYPE_CHECKING:
+    from .api import certify_model, certify_scores, gate_report, summarize
+    from .config import Config, ModelConfig, PreprocessConfig, Settings
+    from .report import Record
+    from .scores import CertificationResult
 
 __all__ = [
     "__version__",
@@ -40,3 +52,15 @@ __all__ = [
     "RunInterrupted",
     "Settings",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import build_config, load_yaml
+from .config import load_yaml, resolve
 from .report import write_report
-from .scores import CertificationResult, check_scores
+from .scores import CertificationResult, check_scores, scores_shape_layer
 from .scores import certify_scores as _certify_arrays
 
 
@@ -23,10 +23,8 @@ def certify_scores(estimation, selection, labels=None, *, config: str | Path | N
     thresholds, radii); n and n0 default to the arrays' shapes.
     """
     arrays = check_scores(np.asarray(estimation), np.asarray(selection), labels)
-    shape_layer = {"smoothing": {"n": arrays.estimation.shape[1], "n0": arrays.selection.shape[1]}}
-    yaml_layer = load_yaml(config) if config else {}
-    user = _settings_layer(settings)
-    cfg = build_config(shape_layer, yaml_layer, user)
+    cfg = resolve(cli=_settings_layer(settings), file=load_yaml(config) if config else None,
+                  shape=scores_shape_layer(arrays))
     result = _certify_arrays(arrays, cfg.settings, output_kind=output_kind, inputs=inputs)
     if output is not None:
         write_report(result.report, output)
@@ -59,7 +57,7 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
 
     file_layer = _config_layer(config)
     names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
-    setup = prepare(model, inputs, layers=[file_layer, _settings_layer(dict(settings)), names],
+    setup = prepare(model, inputs, file=file_layer, cli=[_settings_layer(dict(settings)), names],
                     device=device, threads=threads, labels=labels)
     result = certify(setup)
     if output is not None:

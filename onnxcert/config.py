@@ -1,4 +1,4 @@
-"""Settings, merged once: CLI > config file > model metadata > defaults.
+"""Settings, merged once by ``resolve``: CLI > config file > model metadata > model shape > defaults.
 
 A configuration is four sections (see ``configs/template.yaml``)::
 
@@ -8,7 +8,8 @@ A configuration is four sections (see ``configs/template.yaml``)::
     certify:    {measures, methods, thresholds: {score, margin}, radii}
 
 Each layer is a nested dict with those sections; ``merge`` overlays them key by key and
-``build_config`` validates the result into frozen dataclasses. Unknown keys and bad values raise
+``build_config`` validates the result into frozen dataclasses. ``resolve`` is the one function
+that decides which layer wins; every command and the Python API call it. Unknown keys and bad values raise
 ConfigError naming the key, the value and what is allowed.
 """
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
 from .errors import ConfigError
-from .stats.certify import METHODS
 from .stats.measures import MEASURES
+from .stats.names import METHODS
+from .values import finite_number
+
+log = logging.getLogger("onnxcert")
 
 METADATA_KEYS = {"model": "onnxcert.model", "preprocess": "onnxcert.preprocess",
                  "smoothing": "onnxcert.smoothing", "certify": "onnxcert.certify"}
@@ -67,7 +71,11 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    """The smoothing and certification settings reported with every result."""
+    """The smoothing and certification settings reported with every result.
+
+    ``batch_size`` is None until a run resolves it (``pipeline.prepare`` fills in the automatic
+    choice); ``sigma`` is None only in what ``resolve(require_sigma=False)`` returns (``inspect``).
+    """
 
     sigma: float
     alpha: float = 0.001
@@ -203,14 +211,8 @@ def merge(*layers: Mapping) -> dict:
 # ---------------------------------------------------------------- validation
 
 
-def _num(section, key, value, *, integer=False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e300
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok or not math.isfinite(float(value)):
-        kind = "an integer" if integer else "a finite number"
-        raise ConfigError(f"{section}.{key} must be {kind}, got {value!r}")
-    return int(value) if integer else float(value)
+def _num(section, key, value, *, integer=False) -> Any:
+    return finite_number(value, f"{section}.{key}", ConfigError, integer=integer)
 
 
 def _choice(section, key, value, allowed) -> str:
@@ -229,13 +231,16 @@ def _list(section, key, value) -> list:
     return list(value)
 
 
-def _settings(s: dict, c: dict) -> Settings:
+def _settings(s: dict, c: dict, require_sigma: bool = True) -> Settings:
+    sigma = None
     if s.get("sigma") is None:
-        raise ConfigError("sigma is required: pass --sigma, or set smoothing.sigma in the config "
-                          "or the model's metadata (noise std in [0, 1] pixel units)")
-    sigma = _num("smoothing", "sigma", s["sigma"])
-    if sigma <= 0:
-        raise ConfigError(f"smoothing.sigma must be > 0, got {sigma!r}")
+        if require_sigma:
+            raise ConfigError("sigma is required: pass --sigma, or set smoothing.sigma in the config "
+                              "or the model's metadata (noise std in [0, 1] pixel units)")
+    else:
+        sigma = _num("smoothing", "sigma", s["sigma"])
+        if sigma <= 0:
+            raise ConfigError(f"smoothing.sigma must be > 0, got {sigma!r}")
     alpha = _num("smoothing", "alpha", s.get("alpha", 0.001))
     if not 0 < alpha < 1:
         raise ConfigError(f"smoothing.alpha must be in (0, 1), got {alpha!r}")
@@ -323,15 +328,47 @@ def _preprocess(p: dict) -> PreprocessConfig:
     return PreprocessConfig(size, resize, resize_to, crop, channels, layout, mean, std)
 
 
-def build_config(*layers: Mapping) -> Config:
+def build_config(*layers: Mapping, require_sigma: bool = True) -> Config:
     """Merge layers (lowest precedence first) and validate into a frozen Config."""
     for layer in layers:
         check_keys(layer or {}, source="settings")
     merged = merge(*layers)
     return Config(_model(merged["model"]), _preprocess(merged["preprocess"]),
-                  _settings(merged["smoothing"], merged["certify"]))
+                  _settings(merged["smoothing"], merged["certify"], require_sigma))
 
 
-def build_settings(*layers: Mapping) -> Settings:
-    """Only the smoothing/certify part; for certify-scores, which has no model."""
-    return build_config(*layers).settings
+def resolve(*, cli: Mapping | Sequence[Mapping] | None = None, file: Mapping | None = None,
+            metadata: Mapping[str, str] | None = None,
+            shape: Mapping | Callable[[Mapping], Mapping] | None = None,
+            source: str = "model metadata", require_sigma: bool = True) -> Config:
+    """The configuration, by the one precedence: CLI > config file > model metadata > model shape > defaults.
+
+    - ``cli``: flags and API keywords, one layer or several (lowest first);
+    - ``file``: the config file's layer (``load_yaml``);
+    - ``metadata``: the model's metadata_props (the ``onnxcert.*`` JSON sections);
+    - ``shape``: what the data's shape implies (the model's input shape, or the score arrays' n
+      and n0): a layer, or a function of the layers above it merged (the model's input depends
+      on ``model.input``, and its size on the preprocessing asked for);
+    - defaults: the dataclasses' (``Settings``, ``ModelConfig``, ``PreprocessConfig``).
+
+    A config file or flag that contradicts the model's own model/preprocess metadata wins, with
+    a warning. ``require_sigma=False`` (``inspect``) leaves ``settings.sigma`` None when unset.
+    """
+    meta = metadata_layer(metadata, source=source) if metadata else {}
+    upper = [meta, file or {}, *([cli] if isinstance(cli, Mapping) else (cli or ()))]
+    merged = merge(*upper)
+    derived = shape(merged) if callable(shape) else (shape or {})
+    _warn_overrides(meta, merged, source)
+    return build_config(derived, *upper, require_sigma=require_sigma)
+
+
+def _warn_overrides(meta: Mapping, merged: Mapping, source: str) -> None:
+    """A config file or flag that contradicts the model's own metadata is allowed, but said:
+    mean/std from a preset on a graph that normalizes itself would normalize twice."""
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    for section in ("model", "preprocess"):
+        for key, value in (meta.get(section) or {}).items():
+            final = merged[section].get(key)
+            if plain(final) != plain(value):
+                log.warning("%s.%s is %s, overriding %s's %s", section, key, final, source, value)
+

@@ -35,11 +35,12 @@ from typing import Any, Mapping, Sequence
 from .config import nearest as _nearest
 from .config import read_yaml
 from .errors import ConfigError
-from .report import atomic_write_text
-from .stats.certify import METHODS
+from .files import atomic_write_text
+from .reports.metrics import abstain_rate, certified_accuracy_at, mean_certified_radius
+from .reports.read import LABEL, ReportData, load_report, parse_report, radius_column
 from .stats.measures import MEASURES
-from .summary import (LABEL, ReportData, abstain_rate, certified_accuracy_at, load_report,
-                      mean_certified_radius, parse_report, radius_column)
+from .stats.names import METHODS
+from .values import finite_number
 
 EPS = 1e-12  # bars given in decimal (0.7) against fractions (7/10): compare with a hair of slack
 RULE_KEYS = ("measure", "method", "threshold", "radius", "min_accuracy", "max_abstain_rate", "min_mean_radius")
@@ -123,8 +124,7 @@ def _g(x: float | None) -> str:
 
 
 def _number(value: Any, key: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+    value = finite_number(value, key, ConfigError, kind="a number")
     if not lo <= value <= hi:
         raise ConfigError(f"{key} must lie in [{lo:g}, {hi:g}], got {value!r}")
     return float(value)
@@ -173,6 +173,26 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
         got = "nothing" if data is None else type(data).__name__
         raise ConfigError(f"rules file {str(path)!r} must hold a non-empty YAML list of rules, got {got}")
     return tuple(rule_from_mapping(e, f"{path}: rule {i + 1}") for i, e in enumerate(data))
+
+
+def check_rules_for_run(rules: Sequence[Rule], settings, has_labels: bool) -> None:
+    """Before a run: what the report will hold must serve every rule (its measure, method and
+    threshold; labels for accuracy rules). ConfigError (exit 2) naming the rule otherwise."""
+    s = settings
+    for rule in rules:
+        where = f"--gate rule {rule.describe()}"
+        uses_radii = rule.min_accuracy is not None or rule.min_mean_radius is not None
+        if rule.measure != "label" and uses_radii:
+            if rule.measure not in s.measures:
+                raise ConfigError(f"{where}: this run does not certify the {rule.measure} (measures: {', '.join(s.measures)})")
+            if rule.method not in s.methods:
+                raise ConfigError(f"{where}: this run does not use method {rule.method} (methods: {', '.join(s.methods)})")
+            ths = s.thresholds[rule.measure]
+            if rule.threshold is not None and not any(math.isclose(c, rule.threshold, abs_tol=1e-9) for c in ths):
+                raise ConfigError(f"{where}: threshold {rule.threshold:g} is not one of this run's {rule.measure} "
+                                  f"thresholds ({', '.join(f'{c:g}' for c in ths)})")
+        if rule.min_accuracy is not None and not has_labels:
+            raise ConfigError(f"{where}: certified accuracy needs labels, and these inputs have none")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -273,9 +293,7 @@ def junit_xml(result: GateResult) -> str:
 
 
 def write_junit(result: GateResult, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write_text(path, junit_xml(result))
-    return path
+    return atomic_write_text(path, junit_xml(result))
 
 
 def rules_from_flags(**flags: Any) -> tuple[Rule, ...]:

@@ -1,6 +1,7 @@
 """Certify a model on inputs: per input, sample -> certify -> record.
 
-``prepare`` resolves everything once (model, config layers, inputs, preprocessing, batch size);
+``prepare`` resolves everything once (model, configuration by ``config.resolve``, inputs,
+preprocessing, batch size);
 ``iter_records`` then yields one ``Record`` per input, in input order, as soon as it is certified
 (or a ``SkippedInput`` for an image of a folder that cannot be decoded), so callers can stream,
 resume from a subset of ``indices``, or stop between inputs. ``certify`` collects them into a
@@ -18,19 +19,20 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .config import Config, build_config, merge, metadata_layer
+from .config import Config, resolve
 from .errors import ConfigError, InputError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
 from .journal import START_OVER, JournalState, JournalWriter, check_identity, read_journal
 from .preprocess import Preprocessor, check_against_model, model_layer
 from .report import Record, build_report
-from .runtime import Classifier, describe_model, load_proto, open_classifier, ort_version, select_input
+from .model_info import describe_model, load_proto, select_input
+from .runtime import Classifier, open_classifier, ort_version
 from .sampling import Sampler, auto_batch_size
 from .scores import CertificationResult
 from .stats.certify import certify_samples
@@ -42,54 +44,36 @@ log = logging.getLogger("onnxcert")
 class RunSetup:
     """Everything a run needs, resolved once before the first forward pass."""
 
-    config: Config
+    config: Config  # settings.batch_size is resolved (never None here)
     classifier: Classifier
     inputs: InputSet
     preprocessor: Preprocessor
-    batch_size: int
     batch_size_auto: bool
     device: str
     strict_inputs: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.settings.batch_size or 1)
 
     @property
     def samples_per_input(self) -> int:
         return self.config.settings.n0 + self.config.settings.n
 
 
-def resolve_config(info, layers: Sequence[Mapping], source: str = "model metadata") -> Config:
-    """Config from (lowest first) the model's input shape, its metadata_props, then ``layers``."""
-    meta = metadata_layer(info.metadata, source=source)
-    merged = merge(meta, *layers)
-    name = merged["model"].get("input")
-    inp = select_input(info, name if isinstance(name, str) else None)
-    derived = model_layer(inp.shape, merged["preprocess"])
-    _warn_overrides(meta, merged, source)
-    return build_config(derived, meta, *layers)
-
-
-def _warn_overrides(meta: Mapping, merged: Mapping, source: str) -> None:
-    """A config file or flag that contradicts the model's own metadata is allowed, but said:
-    mean/std from a preset on a graph that normalizes itself would normalize twice."""
-    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-    for section in ("model", "preprocess"):
-        for key, value in (meta.get(section) or {}).items():
-            final = merged[section].get(key)
-            if plain(final) != plain(value):
-                log.warning("%s.%s is %s, overriding %s's %s", section, key, final, source, value)
-
-
-def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, layers: Sequence[Mapping] = (),
-            device: str = "auto", threads: int | None = None, labels=None,
-            strict_inputs: bool = False) -> RunSetup:
-    """Load the model, merge the config (CLI > file > metadata > model shape > defaults), find the
-    inputs and check that preprocessing produces what the model takes.
+def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping | None = None,
+            cli: Mapping | Sequence[Mapping] | None = None, device: str = "auto", threads: int | None = None,
+            labels=None, strict_inputs: bool = False) -> RunSetup:
+    """Load the model, resolve the configuration (``config.resolve``: ``cli`` > ``file`` > the
+    model's metadata > its input shape > defaults), find the inputs, check that preprocessing
+    produces what the model takes, and fix the batch size.
 
     Images of a folder that cannot be decoded are skipped with a warning (``iter_records``), or
     are fatal with ``strict_inputs``.
     """
     proto = load_proto(model)
     info = describe_model(model, proto)
-    cfg = resolve_config(info, layers, source=f"{Path(model).name} metadata")
+    cfg = resolve_model_config(info, cli=cli, file=file, source=f"{Path(model).name} metadata")
     items = load_inputs(inputs, classes=cfg.model.classes, labels=labels)
     pre = Preprocessor(cfg.preprocess)
     clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
@@ -106,7 +90,20 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, layers: Seque
     batch = s.batch_size or auto_batch_size(shape, max(s.n0, s.n))
     log.info("%d input(s), sample shape %s, batch size %d%s", len(items), list(shape), batch,
              "" if s.batch_size else " (automatic)")
-    return RunSetup(cfg, clf, items, pre, batch, s.batch_size is None, device, strict_inputs)
+    cfg = replace(cfg, settings=replace(s, batch_size=batch))
+    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs)
+
+
+def resolve_model_config(info, *, cli=None, file=None, source: str = "model metadata",
+                         require_sigma: bool = True) -> Config:
+    """``config.resolve`` for a model: its metadata, and its input shape as the layer below."""
+    def shape(merged: Mapping) -> dict:
+        name = merged["model"].get("input")
+        inp = select_input(info, name if isinstance(name, str) else None)
+        return model_layer(inp.shape, merged["preprocess"])
+
+    return resolve(cli=cli, file=file, metadata=info.metadata, shape=shape, source=source,
+                   require_sigma=require_sigma)
 
 
 def _first_input(items: InputSet, strict: bool) -> tuple[int, Any]:
@@ -144,10 +141,13 @@ def _name(items: InputSet, i: int) -> str:
     return items.names[i] or f"{items.source}[{i}]"
 
 
-def make_sampler(setup: RunSetup, on_batch: Callable[[int], None] | None = None) -> Sampler:
+def make_sampler(setup: RunSetup, on_batch: Callable[[int], None] | None = None,
+                 output_kind: str | None = None) -> Sampler:
+    """The run's sampler. ``output_kind``: what an earlier part of the run decided (a journal,
+    another worker), instead of the configured one."""
     s = setup.config.settings
-    return Sampler(setup.classifier, sigma=s.sigma, n0=s.n0, n=s.n, seed=s.seed, batch_size=setup.batch_size,
-                   output_kind=setup.config.model.output_kind, on_batch=on_batch)
+    return Sampler(setup.classifier, n0=s.n0, n=s.n, seed=s.seed, batch_size=setup.batch_size,
+                   output_kind=output_kind or setup.config.model.output_kind, on_batch=on_batch)
 
 
 def iter_records(setup: RunSetup, sampler: Sampler,
@@ -224,7 +224,7 @@ def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
     return {
         "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
         "runtime": {"provider": provider or clf.provider},  # a GPU may compute (and draw noise) differently
-        "settings": {**cfg.settings.to_dict(), "batch_size": setup.batch_size},
+        "settings": cfg.settings.to_dict(),
         "preprocess": asdict(cfg.preprocess),
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),
         "output_kind": cfg.model.output_kind,
@@ -257,14 +257,17 @@ def open_journal(setup: RunSetup, path: str | Path, resume: bool,
 def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
             on_record: Callable[[Record], None] | None = None, journal: JournalWriter | None = None,
             resumed: JournalState | None = None, stop: StopFlag | None = None,
-            iterate: Callable[..., Iterable[Record | SkippedInput]] = iter_records) -> CertificationResult:
+            iterate: Callable[..., Iterable[Record | SkippedInput]] = iter_records,
+            output_kind: Callable[[], str | None] | None = None) -> CertificationResult:
     """Certify every input; the report carries the model's sha256, every setting and provenance.
 
     With ``journal`` (from ``open_journal``) every finished input is appended to it, and the
     inputs ``resumed`` already holds are taken from there. When ``stop`` is set (by a signal),
     or on KeyboardInterrupt, the run stops after the current batch and raises RunInterrupted;
     the journal keeps every finished input. The caller closes the journal. ``iterate`` stands
-    in for ``iter_records`` (same arguments; it may yield out of input order).
+    in for ``iter_records`` (same arguments; it may yield out of input order); when it samples
+    elsewhere (a backend's workers), ``output_kind()`` says what the model output was read as
+    (None: not decided yet), instead of this process's sampler.
     """
     def batch_done(count: int) -> None:
         if on_batch is not None:
@@ -272,13 +275,15 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
         if stop is not None and stop.signal is not None:
             raise _Stopped
 
-    sampler = make_sampler(setup, batch_done)
     writer, state = journal, resumed
+    sampler = make_sampler(setup, batch_done, output_kind=state.output_kind if state is not None else None)
     records: dict[int, Record] = dict(state.records) if state else {}
     skipped: dict[int, SkippedInput] = dict(state.skipped) if state else {}
-    if state is not None and state.output_kind is not None:
-        sampler.output_kind = state.output_kind
     todo = [i for i in range(len(setup.inputs)) if i not in records and i not in skipped]
+
+    def kind() -> str:
+        return (output_kind() if output_kind is not None else None) or sampler.output_kind
+
     start = time.perf_counter()
     try:
         for item in iterate(setup, sampler, todo):
@@ -289,7 +294,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
             else:
                 records[item.index] = item
                 if writer is not None:
-                    writer.record(item, sampler.output_kind)
+                    writer.record(item, kind())
                 if on_record is not None:
                     on_record(item)
             if stop is not None and stop.signal is not None and len(records) + len(skipped) < len(setup.inputs):
@@ -303,7 +308,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
         raise InputError(f"no input could be certified: all {len(skipped)} were skipped")
     ordered = [records[i] for i in sorted(records)]
     fresh = len(records) - (len(state.records) if state else 0)
-    report = make_report(setup, ordered, sampler.output_kind, wall, skipped=[skipped[i] for i in sorted(skipped)],
+    report = make_report(setup, ordered, kind(), wall, skipped=[skipped[i] for i in sorted(skipped)],
                          fresh=fresh, sampling_path=_path_of(sampler))
     return CertificationResult(tuple(ordered), report)
 
@@ -356,7 +361,7 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
     pre = asdict(cfg.preprocess)
     pre = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pre.items()}
     report = build_report(cfg.settings, records, model=model, provenance=provenance, output_kind=output_kind,
-                          batch_size=setup.batch_size, preprocess=pre,
+                          preprocess=pre,
                           classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
     report["skipped"] = [s.to_dict() for s in skipped]
     return report

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import ConfigError, DependencyError
-from .summary import LABEL, RADIUS_UNITS, ReportData, load_report
+from .files import atomic_write
+from .reports.metrics import certified_curve, population
+from .reports.read import LABEL, RADIUS_UNITS, ReportData, load_report
 
 INSTALL_HINT = "pip install 'onnxcert[plot]'"
 FORMATS = (".png", ".svg", ".pdf")
@@ -75,24 +75,7 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"-o must end in {', '.join(FORMATS)}, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=suffix[1:], dpi=150)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix[1:], dpi=150), suffix=suffix)
 
 
 def plot(report_path: str | Path, output: str | Path, *, radii_max: float | None = None) -> Path:
@@ -108,23 +91,9 @@ def plot(report_path: str | Path, output: str | Path, *, radii_max: float | None
 # ---------------------------------------------------------------- panels
 
 
-def _population(data: ReportData) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, ok): labelled rows and their correctness; every row counts as ok without labels."""
-    if data.labelled.any():
-        return data.labelled, data.correct
-    return np.ones(data.count, bool), np.ones(data.count, bool)
-
-
-def _curve(radius: np.ndarray, data: ReportData, grid: np.ndarray) -> np.ndarray:
-    """Certified accuracy (fraction certified, without labels) at each radius of ``grid``."""
-    rows, ok = _population(data)
-    rad = np.where(ok[rows] & ~np.isnan(radius[rows]), radius[rows], -np.inf)
-    return (rad[:, None] >= grid[None, :]).mean(axis=0)
-
-
 def _x_max(data: ReportData) -> float:
     """Just past the largest finite certified radius, so every curve reaches its last drop."""
-    rows, ok = _population(data)
+    rows, ok = population(data)
     cols = [data.label_radius] + [r for r in data.radius.values() for r in r.T]
     finite = [c[rows & ok & np.isfinite(c)] for c in cols]
     top = max((float(f.max()) for f in finite if f.size), default=0.0)
@@ -141,9 +110,9 @@ def _accuracy_panel(ax, data: ReportData, measure: str, grid: np.ndarray) -> Non
         if "marker" in style:
             style["markevery"] = max(1, GRID_POINTS // 12)
         for j, c in enumerate(thresholds):
-            ax.plot(grid, _curve(data.radius[measure, method][:, j], data, grid), color=colors[j],
+            ax.plot(grid, certified_curve(data.radius[measure, method][:, j], data, grid), color=colors[j],
                     label=f"{method}, c = {c:g}", **style)
-    ax.plot(grid, _curve(data.label_radius, data, grid), label=f"{LABEL} (Cohen et al.)", **LABEL_STYLE)
+    ax.plot(grid, certified_curve(data.label_radius, data, grid), label=f"{LABEL} (Cohen et al.)", **LABEL_STYLE)
     ax.set_xlabel(f"{RADIUS_UNITS}")
     ax.set_ylabel("certified accuracy" if data.labelled.any() else "fraction certified (no labels)")
     ax.set_title(MEASURE_TITLES.get(measure, measure), fontsize=10)

@@ -209,8 +209,8 @@ class Worker:
     def certify(self, indices: Sequence[int], loaded: Sequence[Any], output_kind: str) -> ChunkResult:
         if self._error is not None:
             raise self._error
-        if output_kind != "auto":
-            self._sampler.output_kind = output_kind
+        if output_kind != "auto" and output_kind != self._sampler.output_kind:
+            self._sampler = pipeline.make_sampler(self._setup, output_kind=output_kind)  # decided elsewhere
         s = self._setup
         setup = replace(s, inputs=replace(s.inputs, loaded=dict(zip(indices, loaded))))
         items = tuple(pipeline.iter_records(setup, self._sampler, list(indices)))
@@ -256,14 +256,21 @@ class RayBackend:
 
     def certify(self, setup: pipeline.RunSetup, **kwargs) -> CertificationResult:
         """``pipeline.certify(setup, **kwargs)`` on Ray workers."""
-        result = pipeline.certify(setup, iterate=self.iter_records, **kwargs)
+        self._run = None
+        result = pipeline.certify(setup, iterate=self.iter_records, output_kind=self._kind, **kwargs)
         result.report["provenance"].update(self.provenance)
         return result
+
+    def _kind(self) -> str | None:
+        """What the workers read the model's output as (None until a chunk decided it)."""
+        run = getattr(self, "_run", None)
+        return None if run is None else run.kind
 
     def iter_records(self, setup: pipeline.RunSetup, sampler, indices: Iterable[int] | None = None) -> Iterator:
         """Certify ``indices`` (default: every input) on Ray workers; yield each input's record once,
         as its chunk finishes. ``sampler`` is the driver's: its ``on_batch`` sees each record's
-        samples, and its ``output_kind`` becomes the one the workers used."""
+        samples, and its ``output_kind`` (configured, or from a journal) goes to the workers;
+        ``_kind`` says what they decided."""
         todo = list(range(len(setup.inputs)) if indices is None else indices)
         if not todo:
             return
@@ -271,7 +278,7 @@ class RayBackend:
         started = self._connect(ray)
         run = None
         try:
-            run = _Run(ray, setup, sampler, self.options, self.worker_cls, todo)
+            run = self._run = _Run(ray, setup, sampler, self.options, self.worker_cls, todo)
             self.provenance = run.provenance
             yield from run.records()
         finally:
@@ -428,7 +435,6 @@ class _Run:
         elif result.output_kind != self.kind:
             raise ModelError(f"Ray workers read the model's output as {self.kind} and as "
                              f"{result.output_kind}; set --output-kind")
-        self.sampler.output_kind = self.kind
 
     def _replace(self, slot: _Slot, exc: BaseException, known: Mapping) -> None:
         """The worker of ``slot`` is gone: resubmit its chunks to a new one. Its oldest chunk
@@ -473,7 +479,7 @@ def _model_bytes(path: str) -> bytes | None:
     must read it at ``path``)."""
     from onnx.external_data_helper import uses_external_data
 
-    from .runtime import load_proto
+    from .model_info import load_proto
 
     proto = load_proto(path)
     if any(uses_external_data(t) for t in proto.graph.initializer):

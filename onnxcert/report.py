@@ -1,4 +1,5 @@
-"""Report records, certified-accuracy summaries, and the JSON / CSV / JSONL writers.
+"""Report records, the report's ``summary`` section (computed by ``reports.metrics``), and the
+JSON / CSV writers.
 
 The format is ``onnxcert.report/1`` (see the contract in README.md). Radii are L2 norms in [0, 1]
 pixel space, the units of sigma; an unbounded radius is written as the string "inf" and an
@@ -10,19 +11,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .config import Settings
-from .stats.certify import METHOD_DESCRIPTIONS, InputCertificate
+from .files import atomic_write_text
+from .reports.metrics import certified_accuracy_table
+from .reports.read import SCHEMA, radius_to_json
+from .stats.names import METHOD_DESCRIPTIONS
 
-SCHEMA = "onnxcert.report/1"
+if TYPE_CHECKING:
+    from .stats.certify import InputCertificate
+
 NOISE_STATEMENT = ("Gaussian noise N(0, sigma^2 I) is added to the image in [0, 1] pixel space, after "
                    "resize and crop and before (x - mean) / std; radii are L2 norms in the same units.")
 
@@ -64,45 +67,11 @@ class Record:
         }
 
 
-def radius_to_json(r: float | None) -> float | str | None:
-    if r is None:
-        return None
-    return "inf" if math.isinf(r) else float(r)
-
-
-def radius_from_json(r) -> float | None:
-    if r is None:
-        return None
-    return math.inf if r == "inf" else float(r)
-
-
-def certified_accuracy(records: Sequence[Mapping], measure: str, method: str,
-                       n_thresholds: int, radii: Sequence[float]) -> list[list[float]]:
-    """Fraction of records with correct == true and radius >= r, per threshold and radius.
-
-    A null radius counts as not certified. Returns [] when no record has a label.
-    """
-    labelled = [r for r in records if r.get("correct") is not None]
-    if not labelled:
-        return []
-    table = []
-    for j in range(n_thresholds):
-        row = []
-        for r in radii:
-            hits = 0
-            for rec in labelled:
-                rad = radius_from_json(rec["confidence"][measure][method]["radius"][j])
-                hits += bool(rec["correct"]) and rad is not None and rad >= r
-            row.append(hits / len(labelled))
-        table.append(row)
-    return table
-
-
 def summarize(records: Sequence[Mapping], settings: Mapping) -> dict:
     """The report's ``summary`` section; {} when labels are unknown."""
     if not any(r.get("correct") is not None for r in records):
         return {}
-    return {m: {meth: certified_accuracy(records, m, meth, len(settings["thresholds"][m]), settings["radii"])
+    return {m: {meth: certified_accuracy_table(records, m, meth, len(settings["thresholds"][m]), settings["radii"])
                 for meth in settings["methods"]}
             for m in settings["measures"]}
 
@@ -140,30 +109,6 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
 
 
 # ---------------------------------------------------------------- writers
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def to_json(report: Mapping) -> str:

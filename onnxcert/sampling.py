@@ -26,7 +26,7 @@ import numpy as np
 from .errors import ConfigError, ModelError
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
 from .runtime import Classifier, classifier_proto, open_wrapped
-from .stats.measures import is_probabilities, to_probabilities
+from .stats.measures import detect_output_kind, to_probabilities
 
 log = logging.getLogger("onnxcert")
 
@@ -71,20 +71,13 @@ def auto_batch_size(sample_shape, n: int, *, budget: int = BATCH_MEMORY_BUDGET,
     return int(max(1, min(max_batch, n, budget // max(per_sample, 1))))
 
 
-def resolve_output_kind(rows: np.ndarray, kind: str) -> str:
-    """auto: 'probabilities' when every row lies in [0, 1] and sums to 1, else 'logits'."""
-    if kind != "auto":
-        return kind
-    atol = 1e-2 if rows.dtype == np.float16 else 1e-3
-    return "probabilities" if is_probabilities(rows, atol=atol) else "logits"
-
-
 class Sampler:
     """Runs a model on noisy copies of clean inputs, batch by batch.
 
     ``model`` maps a float32 batch [B, ...] (normalized) to class scores [B, k]. ``output_kind``
-    'auto' is decided once, from the first batch the sampler sees, and then kept in
-    ``self.output_kind``. ``on_batch(count)`` is called after every forward pass.
+    'auto' is decided once, from the first batch the sampler sees; the read-only
+    ``self.output_kind`` reports it. ``on_batch(count)`` is called after every forward pass.
+    The noise level arrives with each input, as ``scale`` = sigma / std (see ``sample``).
 
     Two ways to run, chosen by ``fastpath.choose_path`` from the provider (``self.path`` says
     which and why):
@@ -100,12 +93,12 @@ class Sampler:
       host path's, so results differ from it by sampling error, not more.
     """
 
-    def __init__(self, model: Callable[[np.ndarray], np.ndarray], *, sigma: float, n0: int, n: int,
+    def __init__(self, model: Callable[[np.ndarray], np.ndarray], *, n0: int, n: int,
                  seed: int, batch_size: int, output_kind: str = "auto",
                  on_batch: Callable[[int], None] | None = None, prefetch: bool | None = None,
                  device_noise: str = "auto"):
-        self.model, self.sigma, self.n0, self.n, self.seed = model, sigma, n0, n, seed
-        self.batch_size, self.output_kind, self.on_batch = int(batch_size), output_kind, on_batch
+        self.model, self.n0, self.n, self.seed = model, n0, n, seed
+        self.batch_size, self._output_kind, self.on_batch = int(batch_size), output_kind, on_batch
         self.device_noise = device_noise
         self.path = self._choose()
         self._prefetch_arg = prefetch
@@ -114,6 +107,16 @@ class Sampler:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid: int | None = None
         self._wrapped: dict[tuple[int, ...], object] = {}
+
+    @property
+    def output_kind(self) -> str:
+        """'logits' or 'probabilities' once decided (or as configured); 'auto' before the first batch."""
+        return self._output_kind
+
+    def _decide_output_kind(self, rows: np.ndarray) -> None:
+        if self._output_kind == "auto":
+            self._output_kind = detect_output_kind(rows)
+            log.info("model output read as %s (decided from the first batch)", self._output_kind)
 
     def _choose(self) -> PathChoice:
         clf = self.model
@@ -188,9 +191,7 @@ class Sampler:
         rows = self.model(probe)
         if not np.all(np.isfinite(rows)):
             raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
-        if self.output_kind == "auto":
-            self.output_kind = resolve_output_kind(rows, "auto")
-            log.info("model output read as %s (decided from the first batch)", self.output_kind)
+        self._decide_output_kind(rows)
         self.path = self._choose()
         if not self.path.device_noise:
             log.warning("device noise is off: %s", self.path.reason)
@@ -208,9 +209,7 @@ class Sampler:
             if not np.all(np.isfinite(rows)):
                 raise ModelError(f"the model's output holds NaN or inf for {where}; "
                                  "no certificate is written for it")
-            if self.output_kind == "auto":
-                self.output_kind = resolve_output_kind(rows, "auto")
-                log.info("model output read as %s (decided from the first batch)", self.output_kind)
+            self._decide_output_kind(rows)
             if self.on_batch is not None:
                 self.on_batch(batch.shape[0])
             yield to_probabilities(rows, self.output_kind)

@@ -13,8 +13,7 @@ import numpy as np
 from .config import Settings
 from .errors import InputError
 from .report import Record, build_report
-from .stats.certify import certify_samples
-from .stats.measures import is_probabilities, predict_class, score_and_margin, to_probabilities, votes_for
+from .stats.measures import detect_output_kind, predict_class, score_and_margin, to_probabilities, votes_for
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,9 @@ def check_scores(estimation, selection, labels=None) -> ScoreArrays:
     return ScoreArrays(est, sel, lab)
 
 
-def resolve_kind(arrays: ScoreArrays, kind: str) -> str:
-    if kind != "auto":
-        return kind
-    both_prob = is_probabilities(arrays.estimation) and is_probabilities(arrays.selection)
-    return "probabilities" if both_prob else "logits"
+def scores_shape_layer(arrays: ScoreArrays) -> dict:
+    """The config layer the arrays' shapes imply (below the config file): n and n0."""
+    return {"smoothing": {"n": arrays.estimation.shape[1], "n0": arrays.selection.shape[1]}}
 
 
 def certify_scores(arrays: ScoreArrays, settings: Settings, *, output_kind: str = "auto",
@@ -106,7 +103,9 @@ def certify_scores(arrays: ScoreArrays, settings: Settings, *, output_kind: str 
         raise InputError(f"--n is {settings.n} but the estimation array has n={n} samples per input")
     if settings.n0 != n0:
         raise InputError(f"--n0 is {settings.n0} but the selection array has n0={n0} samples per input")
-    kind = resolve_kind(arrays, output_kind)
+    from .stats.certify import certify_samples
+
+    kind = detect_output_kind(arrays.estimation, arrays.selection, kind=output_kind)
     start = time.perf_counter()
     records = []
     for b in range(B):

@@ -2,7 +2,6 @@
 
 from typer.testing import CliRunner
 
-from onnxcert import cli_results, cli_run  # noqa: F401  (register every command)
 from onnxcert.cli import app
 
 

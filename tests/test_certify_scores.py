@@ -14,12 +14,6 @@ from onnxcert.cli import app
 runner = CliRunner()
 
 
-def _register():
-    from onnxcert import cli_results, cli_run  # noqa: F401
-
-
-_register()
-
 
 @pytest.fixture()
 def scores(tmp_path):

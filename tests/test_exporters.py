@@ -14,14 +14,18 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
-from torch import nn
 
-from exporters import CheckpointError, ExportError, NormalizeLayer, ParityError, check_parity, export_model
-from exporters.__main__ import main as exporters_main
-from exporters.checkpoint import load_checkpoint
-from exporters.cohen import DATASETS, export_cohen, get_architecture, load_cohen_checkpoint, sigma_from_path
-from onnxcert.config import METADATA_KEYS, build_config, metadata_layer
+torch = pytest.importorskip("torch", reason="the exporters need torch (the [export] extra)")
+from torch import nn  # noqa: E402
+
+from onnxcert.config import METADATA_KEYS, build_config, metadata_layer  # noqa: E402
+from onnxcert.errors import OnnxCertError  # noqa: E402
+from onnxcert.exporters import (CheckpointError, ExportError, NormalizeLayer, ParityError, check_parity,  # noqa: E402
+                                export_model)
+from onnxcert.exporters.__main__ import main as exporters_main  # noqa: E402
+from onnxcert.exporters.checkpoint import load_checkpoint  # noqa: E402
+from onnxcert.exporters.cohen import (DATASETS, export_cohen, get_architecture, load_cohen_checkpoint,  # noqa: E402
+                                      sigma_from_path)
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 TOL = dict(rtol=1e-3, atol=1e-4)  # the exporter's default parity tolerance
@@ -103,8 +107,7 @@ def test_small_model_metadata_reads_back_with_onnx(small_export):
 def test_small_model_metadata_reads_back_with_onnxcert_inspect(small_export):
     from typer.testing import CliRunner
 
-    import onnxcert.cli_run  # noqa: F401  (registers inspect)
-    from onnxcert._app import app
+    from onnxcert.cli import app
 
     _, path, _ = small_export
     result = CliRunner().invoke(app, ["inspect", str(path)])
@@ -397,8 +400,17 @@ def test_sigma_from_path(path, sigma):
 
 
 def test_public_names_resolve():
-    import exporters
+    import exporters  # the repository's thin entry
+    import onnxcert.exporters as package
 
-    assert all(getattr(exporters, name) is not None for name in exporters.__all__)
-    with pytest.raises(AttributeError):
-        exporters.no_such_name
+    for module in (package, exporters):
+        assert all(getattr(module, name) is not None for name in module.__all__)
+        with pytest.raises(AttributeError):
+            module.no_such_name
+    assert exporters.__all__ == package.__all__ and len(set(package.__all__)) == len(package.__all__)
+    assert exporters.export_model is package.export_model
+
+
+def test_export_errors_join_the_onnxcert_tree():
+    assert issubclass(ExportError, OnnxCertError)
+    assert issubclass(CheckpointError, ExportError) and issubclass(ParityError, ExportError)

@@ -145,7 +145,7 @@ SCALE = np.float32(0.5)
 
 
 def _sampler(model, batch_size=64, n0=40, n=300, **kw):
-    return Sampler(model, sigma=0.5, n0=n0, n=n, seed=3, batch_size=batch_size, **kw)
+    return Sampler(model, n0=n0, n=n, seed=3, batch_size=batch_size, **kw)
 
 
 def test_device_path_computes_the_host_measures_on_its_own_noise(logits_model):
@@ -187,7 +187,7 @@ def test_device_path_reads_probabilities(tmp_path):
     w[0] = 1.0
     model = open_classifier(om.linear_threshold(tmp_path / "p.onnx", w, 8.0), device="cpu")
     x = np.full((3, 4, 4), 0.6, np.float32)  # w . x = 9.6 > 8: class 0 without noise
-    s = Sampler(model, sigma=0.25, n0=20, n=200, seed=0, batch_size=50, device_noise="on")
+    s = Sampler(model, n0=20, n=200, seed=0, batch_size=50, device_noise="on")
     got = s.sample(0, x, np.float32(0.25))
     assert s.output_kind == "probabilities"
     assert got.prediction == 0
@@ -198,7 +198,7 @@ def test_device_path_reads_probabilities(tmp_path):
 
 def test_device_path_reports_nan(tmp_path):
     model = open_classifier(om.nan_output(tmp_path / "nan.onnx"), device="cpu")
-    s = Sampler(model, sigma=0.25, n0=4, n=4, seed=0, batch_size=4, output_kind="logits", device_noise="on")
+    s = Sampler(model, n0=4, n=4, seed=0, batch_size=4, output_kind="logits", device_noise="on")
     with pytest.raises(ModelError, match="NaN or inf for input 5"):
         s.sample(5, np.zeros((3, 4, 4), np.float32), np.float32(0.25))
 
@@ -218,7 +218,7 @@ def test_device_path_gives_way_when_the_batch_stays_fixed(tmp_path, caplog):
 
 def test_device_noise_needs_an_onnx_classifier():
     with pytest.raises(ConfigError, match="ONNX classifier"):
-        Sampler(lambda b: b.reshape(len(b), -1)[:, :2], sigma=0.5, n0=1, n=1, seed=0, batch_size=1,
+        Sampler(lambda b: b.reshape(len(b), -1)[:, :2], n0=1, n=1, seed=0, batch_size=1,
                 device_noise="on")
 
 
@@ -232,8 +232,8 @@ def pixel_logits(batch):
 def test_prefetch_changes_nothing():
     x = np.array([0.9, 0.4, 0.1, 0.5, 0.5, 0.5], np.float32).reshape(1, 2, 3)
     for b in (1, 7, 64, 2000):
-        a = Sampler(pixel_logits, sigma=0.5, n0=37, n=1001, seed=0, batch_size=b, prefetch=False).sample(0, x, SCALE)
-        p = Sampler(pixel_logits, sigma=0.5, n0=37, n=1001, seed=0, batch_size=b, prefetch=True).sample(0, x, SCALE)
+        a = Sampler(pixel_logits, n0=37, n=1001, seed=0, batch_size=b, prefetch=False).sample(0, x, SCALE)
+        p = Sampler(pixel_logits, n0=37, n=1001, seed=0, batch_size=b, prefetch=True).sample(0, x, SCALE)
         assert (a.prediction, a.votes) == (p.prediction, p.votes)
         np.testing.assert_array_equal(a.score, p.score)
         np.testing.assert_array_equal(a.margin, p.margin)
@@ -249,11 +249,11 @@ def test_prefetch_survives_a_failed_batch():
         return pixel_logits(batch)
 
     x = np.zeros((1, 2, 3), np.float32)
-    s = Sampler(flaky, sigma=0.5, n0=10, n=100, seed=0, batch_size=10, prefetch=True)
+    s = Sampler(flaky, n0=10, n=100, seed=0, batch_size=10, prefetch=True)
     with pytest.raises(ModelError, match="NaN"):
         s.sample(0, x, SCALE)
     again = s.sample(0, x, SCALE)  # buffers and worker are still usable
-    ref = Sampler(pixel_logits, sigma=0.5, n0=10, n=100, seed=0, batch_size=10, prefetch=False).sample(0, x, SCALE)
+    ref = Sampler(pixel_logits, n0=10, n=100, seed=0, batch_size=10, prefetch=False).sample(0, x, SCALE)
     np.testing.assert_array_equal(again.score, ref.score)
 
 
@@ -272,6 +272,6 @@ def test_noise_is_drawn_from_the_estimation_stream(logits_model):
         seen.append(batch.copy())
         return logits_model(batch)
 
-    Sampler(spy, sigma=0.5, n0=5, n=5, seed=0, batch_size=5, prefetch=True).sample(0, X, SCALE)
+    Sampler(spy, n0=5, n=5, seed=0, batch_size=5, prefetch=True).sample(0, X, SCALE)
     z = input_generator(0, 0, 1).standard_normal((5, *X.shape), dtype=np.float32)
     np.testing.assert_array_equal(seen[1], X + SCALE * z)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from onnxcert import runtime
-from onnxcert.runtime import cgroup_cpu_quota, parse_cpu_quota, session_settings
+from onnxcert import host, runtime
+from onnxcert.host import cgroup_cpu_quota, parse_cpu_quota
+from onnxcert.runtime import session_settings
 from onnxcert.sampling import ACTIVATION_FACTOR, MAX_BATCH, MAX_BATCH_TINY, auto_batch_size
 
 
@@ -31,11 +32,11 @@ def test_cgroup_v2_and_v1_files(tmp_path):
 
 
 def test_threads_follow_the_container_quota(monkeypatch):
-    monkeypatch.setattr(runtime, "cgroup_cpu_quota", lambda: 1.5)
-    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert runtime.available_cores() == 2  # 64 cores visible, 1.5 CPUs of time: 2 threads
-    monkeypatch.setattr(runtime, "cgroup_cpu_quota", lambda: None)
-    assert runtime.available_cores() == 64
+    monkeypatch.setattr(host, "cgroup_cpu_quota", lambda: 1.5)
+    monkeypatch.setattr(host.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert host.available_cores() == 2  # 64 cores visible, 1.5 CPUs of time: 2 threads
+    monkeypatch.setattr(host, "cgroup_cpu_quota", lambda: None)
+    assert host.available_cores() == 64
     assert session_settings()["intra_op_num_threads"] == 64
 
 

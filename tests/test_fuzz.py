@@ -20,13 +20,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import onnxcert
-import onnxcert.cli  # noqa: F401  (registers certify-scores)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.config import SCHEMA, Config, build_config, load_yaml
 from onnxcert.errors import OnnxCertError
 from onnxcert.report import SCHEMA as REPORT_SCHEMA
 from onnxcert.report import to_json
-from onnxcert.summary import parse_report
+from onnxcert.reports.read import parse_report
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 EXAMPLES = {"config": 60, "yaml": 30, "arrays": 60, "cli": 20}

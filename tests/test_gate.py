@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import onnxcert.cli_results  # noqa: F401  (registers the commands)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.api import certify_scores
 from onnxcert.errors import ConfigError
 from onnxcert.gate import GateResult, Rule, evaluate_rules, load_rules

@@ -24,8 +24,7 @@ from typer.testing import CliRunner
 
 import onnx_models as om
 import onnxcert
-import onnxcert.cli_run  # noqa: F401  (registers run)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.config import build_config, load_yaml, merge
 
 SHAPE = (3, 4, 4)

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import onnxcert.cli_results  # noqa: F401  (registers the commands)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.api import certify_scores
-from onnxcert.summary import parse_report
+from onnxcert.reports.read import parse_report
 
 pytest.importorskip("matplotlib")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import cli
 
-import onnxcert.cli_run  # noqa: F401  (registers run)
+import onnxcert.cli  # noqa: F401  (registers every command)
 from onnxcert import pipeline
 from onnxcert.errors import ConfigError, DependencyError, ModelError, OnnxCertError
 from onnxcert.ray_backend import RayBackend, RayOptions, Worker, chunk_size, import_ray
@@ -60,7 +60,7 @@ def local(images, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def setup(images):
-    return pipeline.prepare(MODEL, images, layers=[SMOOTHING], device="cpu")
+    return pipeline.prepare(MODEL, images, cli=SMOOTHING, device="cpu")
 
 
 def _records(path):
@@ -164,8 +164,8 @@ def test_a_workers_onnxcert_error_reaches_the_driver_as_itself(ray_session, setu
 
 
 def test_local_run_never_imports_ray(images, tmp_path):
-    code = ("import sys; from typer.testing import CliRunner; import onnxcert.cli_run; "
-            "from onnxcert._app import app; "
+    code = ("import sys; from typer.testing import CliRunner; "
+            "from onnxcert.cli import app; "
             f"res = CliRunner().invoke(app, ['run', {str(MODEL)!r}, {str(images)!r}, '--n', '100', '--n0', '20', "
             f"'-o', {str(tmp_path / 'r.json')!r}, '-q']); "
             "assert res.exit_code == 0, res.output; "

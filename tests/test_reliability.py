@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 
 import onnx_models as om
 from cli_helpers import cli, error_line
-import onnxcert.cli_run  # noqa: F401  (registers run)
+import onnxcert.cli  # noqa: F401  (registers every command)
 from onnxcert import journal as journal_mod
 from onnxcert import pipeline
 from onnxcert.journal import FORMAT, read_journal
@@ -408,8 +408,8 @@ def test_a_signal_during_the_last_input_lets_the_run_finish(tmp_path, case, monk
 def test_records_from_an_out_of_order_iterator_are_put_in_input_order(tmp_path, case):
     """A parallel backend may finish inputs in any order; the journal and the report do not care."""
     model, inputs = case
-    layers = [{"smoothing": {"sigma": 0.25, "n0": 10, "n": 60}, "certify": {"methods": ["naive"]}}]
-    setup = pipeline.prepare(model, inputs, layers=layers)
+    flags = {"smoothing": {"sigma": 0.25, "n0": 10, "n": 60}, "certify": {"methods": ["naive"]}}
+    setup = pipeline.prepare(model, inputs, cli=flags)
     reference = pipeline.certify(setup).report["records"]
 
     def backwards(setup, sampler, indices):

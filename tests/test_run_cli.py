@@ -27,7 +27,7 @@ from scipy.stats import norm
 import onnx_models as om
 from cli_helpers import cli, error_line as _error_line
 import onnxcert
-import onnxcert.cli_run  # noqa: F401  (registers run and inspect)
+import onnxcert.cli  # noqa: F401  (registers every command)
 from onnxcert.config import build_config
 from onnxcert.runtime import CUDA, import_ort
 

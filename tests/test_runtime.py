@@ -10,8 +10,8 @@ import pytest
 
 import onnx_models as om
 from onnxcert.errors import ConfigError, DependencyError, ModelError
-from onnxcert.runtime import (CPU, CUDA, choose_providers, describe_model, import_ort, open_classifier,
-                              select_input, select_output, session_settings)
+from onnxcert.model_info import describe_model, select_input, select_output
+from onnxcert.runtime import CPU, CUDA, choose_providers, import_ort, open_classifier, session_settings
 
 
 # ---------------------------------------------------------------- providers (pure, no GPU needed)

@@ -18,9 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import onnxcert.cli  # noqa: F401  (registers certify-scores)
-import onnxcert.cli_run  # noqa: F401  (registers run)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.config import METADATA_KEYS, build_config, load_yaml, metadata_layer
 
 ROOT = Path(__file__).resolve().parents[1]

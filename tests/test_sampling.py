@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from onnxcert.errors import ModelError
-from onnxcert.sampling import Sampler, auto_batch_size, input_generator, resolve_output_kind
+from onnxcert.sampling import Sampler, auto_batch_size, input_generator
+from onnxcert.stats.measures import detect_output_kind
 from onnxcert.stats.measures import softmax
 
 
@@ -24,7 +25,7 @@ SCALE = np.float32(0.5)
 
 
 def _sample(batch_size, index=0, seed=0, n0=37, n=1001, model=pixel_logits, **kw):
-    s = Sampler(model, sigma=0.5, n0=n0, n=n, seed=seed, batch_size=batch_size, **kw)
+    s = Sampler(model, n0=n0, n=n, seed=seed, batch_size=batch_size, **kw)
     return s.sample(index, X, SCALE)
 
 
@@ -69,7 +70,7 @@ def test_selection_and_estimation_noise_are_separate_streams():
         seen.append(batch.copy())
         return pixel_logits(batch)
 
-    Sampler(spy, sigma=0.5, n0=5, n=5, seed=0, batch_size=5).sample(0, X, SCALE)
+    Sampler(spy, n0=5, n=5, seed=0, batch_size=5).sample(0, X, SCALE)
     selection, estimation = seen
     assert not np.array_equal(selection, estimation)
     z = input_generator(0, 0, 1).standard_normal((5, 1, 2, 3), dtype=np.float32)
@@ -98,16 +99,16 @@ def test_progress_hook_counts_every_sample():
 
 
 def test_output_kind_is_decided_once_from_the_first_batch():
-    s = Sampler(lambda b: softmax(pixel_logits(b)), sigma=0.5, n0=10, n=10, seed=0, batch_size=4)
+    s = Sampler(lambda b: softmax(pixel_logits(b)), n0=10, n=10, seed=0, batch_size=4)
     s.sample(0, X, SCALE)
     assert s.output_kind == "probabilities"
-    s = Sampler(pixel_logits, sigma=0.5, n0=10, n=10, seed=0, batch_size=4)
+    s = Sampler(pixel_logits, n0=10, n=10, seed=0, batch_size=4)
     s.sample(0, X, SCALE)
     assert s.output_kind == "logits"
     rows = np.array([[0.2, 0.8], [0.5, 0.5]])
-    assert resolve_output_kind(rows, "auto") == "probabilities"
-    assert resolve_output_kind(rows, "logits") == "logits"
-    assert resolve_output_kind(rows + 0.1, "auto") == "logits"
+    assert detect_output_kind(rows) == "probabilities"
+    assert detect_output_kind(rows, kind="logits") == "logits"
+    assert detect_output_kind(rows + 0.1) == "logits"
 
 
 def test_probabilities_and_logits_give_the_same_measures():
@@ -123,7 +124,7 @@ def test_nan_output_names_the_input():
         out[-1, 0] = np.nan
         return out
 
-    s = Sampler(bad, sigma=0.5, n0=4, n=4, seed=0, batch_size=4)
+    s = Sampler(bad, n0=4, n=4, seed=0, batch_size=4)
     with pytest.raises(ModelError, match=r"NaN or inf for input 7 \(cat.png\)"):
         s.sample(7, X, SCALE, "cat.png")
 

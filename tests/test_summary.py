@@ -1,5 +1,5 @@
 """`onnxcert summary`: every number is recomputed here from the records with plain loops (the
-contract's definitions), never by calling onnxcert.summary, and compared exactly (1e-12)."""
+contract's definitions), never by calling onnxcert.reports, and compared exactly (1e-12)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import onnxcert.cli_results  # noqa: F401  (registers the commands)
-from onnxcert._app import app
+from onnxcert.cli import app
 from onnxcert.api import certify_scores
-from onnxcert.summary import parse_report, print_run_summary, summarize_report
+from onnxcert.reports.metrics import summarize_report
+from onnxcert.reports.read import parse_report
+from onnxcert.reports.render import print_run_summary
 
 runner = CliRunner()
 RADII = [0.0, 0.1, 0.25, 0.5]

@@ -15,13 +15,8 @@ from .berk_jones import bj_band
 from .confidence import EmpiricalTail, cdf_bounds, naive_bounds
 from .label import LabelCertificate, label_certificate
 from .measures import measure_range
+from .names import METHOD_DESCRIPTIONS, METHODS  # noqa: F401  (re-exported)
 
-METHODS = ("naive", "cdf-dkw", "cdf-bj")
-METHOD_DESCRIPTIONS = {
-    "naive": "Theorem 1 (Kumar et al. 2020) with Hoeffding's bound on the mean",
-    "cdf-dkw": "Theorem 2 (Kumar et al. 2020) with the one-sided DKW band at every sampled value",
-    "cdf-bj": "Theorem 2 (Kumar et al. 2020) with a calibrated Berk-Jones order-statistic band",
-}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,15 @@ def is_probabilities(rows: np.ndarray, atol: float = 1e-3) -> bool:
                 and np.all(np.abs(rows.sum(axis=-1, dtype=np.float64) - 1.0) <= atol))
 
 
+def detect_output_kind(*rows: np.ndarray, kind: str = "auto") -> str:
+    """The one output-kind detection: ``kind`` unless 'auto'; then 'probabilities' when every row
+    of every array lies in [0, 1] and sums to 1 (within 1e-3, or 1e-2 for float16), else 'logits'."""
+    if kind != "auto":
+        return kind
+    ok = all(is_probabilities(r, atol=1e-2 if np.asarray(r).dtype == np.float16 else 1e-3) for r in rows)
+    return "probabilities" if ok else "logits"
+
+
 def to_probabilities(rows: np.ndarray, kind: str) -> np.ndarray:
     """Rows as softmax probabilities: ``kind`` is 'probabilities' or 'logits' (already resolved)."""
     if kind == "probabilities":

@@ -20,11 +20,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
-from onnxcert.config import METADATA_KEYS, build_config, metadata_layer
-from onnxcert.errors import ConfigError
+from ..config import METADATA_KEYS, build_config, metadata_layer
+from ..errors import ConfigError
+from ..files import atomic_write_bytes
+from ..runtime import import_ort
 
 from .errors import ExportError, ParityError
 
@@ -144,7 +145,7 @@ def export_model(
             **dict(provenance or {})}
     _set_prop(proto, PROVENANCE_KEY, json.dumps(info, sort_keys=True))
     onnx_bytes = proto.SerializeToString()
-    path = _write(Path(output), onnx_bytes)
+    path = atomic_write_bytes(Path(output), onnx_bytes)
     return ExportResult(path, hashlib.sha256(onnx_bytes).hexdigest(), opset, input_name,
                         output_name, k, sections, parity)
 
@@ -164,6 +165,7 @@ def check_parity(model: torch.nn.Module, onnx_model: bytes | str | Path, inputs:
         raise ParityError("the torch model gives NaN or inf on random inputs; nothing to compare")
     source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
     try:
+        ort = import_ort()
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(2, os.cpu_count() or 1)
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -260,11 +262,3 @@ def _random_images(batch: int, shape: tuple[int, ...], sigma: float | None, seed
 
 def _channel(values: Sequence[float]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32).reshape(1, -1, 1, 1)
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path

@@ -2,15 +2,19 @@
 
 ::
 
-    ExportError            anything the user can fix; ``python -m exporters`` prints one line, exits 1
-    ├── CheckpointError    the checkpoint cannot be read, or does not fit the model
-    └── ParityError        onnxruntime and torch disagree beyond the stated tolerance
+    OnnxCertError (onnxcert.errors)
+    └── ExportError            anything the user can fix; ``python -m onnxcert.exporters`` prints
+        │                      one line, exits 1
+        ├── CheckpointError    the checkpoint cannot be read, or does not fit the model
+        └── ParityError        onnxruntime and torch disagree beyond the stated tolerance
 """
 
 from __future__ import annotations
 
+from ..errors import OnnxCertError
 
-class ExportError(Exception):
+
+class ExportError(OnnxCertError):
     """A problem with the model, the checkpoint or the export settings. The message is one line."""
 
 

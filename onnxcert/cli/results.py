@@ -7,8 +7,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from ._app import app, float_list, handle_errors, split_list
-from .errors import ConfigError
+from ..errors import ConfigError
+from .options import app, float_list, handle_errors, split_list
 
 ReportArg = Annotated[Path, typer.Argument(help="A report written by `onnxcert run` or `certify-scores` (.json).")]
 
@@ -25,7 +25,8 @@ def summary_cmd(
     """Certified-accuracy tables (thresholds x radii, per measure and method), the label
     certificate's certified accuracy, clean accuracy, abstain rate and mean certified radius,
     recomputed from the records."""
-    from .summary import FORMATS, render, summarize_reports
+    from ..reports.metrics import summarize_reports
+    from ..reports.render import FORMATS, render
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -46,7 +47,7 @@ def plot_cmd(
 ) -> None:
     """Certified accuracy vs L2 radius (one panel per measure, a line per threshold and method) and
     prediction score vs the label certificate's radius. Needs the [plot] extra."""
-    from .plot import plot
+    from ..plot import plot
 
     path = plot(report, output, radii_max=max_radius)
     typer.echo(f"wrote {path}", err=True)
@@ -70,7 +71,7 @@ def gate_cmd(
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Gate a report whose run did not finish.")] = False,
 ) -> None:
     """Exit 0 when every rule holds, 1 when one fails, 2 on bad usage or a malformed report."""
-    from .gate import gate, load_rules, rules_from_flags, write_junit
+    from ..gate import gate, load_rules, rules_from_flags, write_junit
 
     flags = dict(measure=measure, method=method, threshold=threshold, radius=radius, min_accuracy=min_accuracy,
                  max_abstain_rate=max_abstain_rate, min_mean_radius=min_mean_radius)

@@ -1,0 +1,177 @@
+"""The Typer application, the option types and the plumbing every command module shares.
+
+Command modules (``cli/scores.py``, ``cli/run.py``, ``cli/inspect.py``, ``cli/results.py``)
+import this module and never each other. Nothing here imports SciPy, onnxruntime or matplotlib:
+``onnxcert --help`` must start fast (benchmarks/bench_startup.py)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, List, Optional
+
+import typer
+
+from ..errors import ConfigError, InputError, OnnxCertError
+
+app = typer.Typer(
+    name="onnxcert",
+    help="Certified confidence for ONNX image classifiers by randomized smoothing "
+    "(Cohen et al. 2019; Kumar et al. 2020). Noise is added in [0, 1] pixel space, after "
+    "resize/crop and before mean/std normalization; radii are L2 norms in those units.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    typer.echo(f"onnxcert: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn OnnxCertError into one line on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OnnxCertError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (test runners swap it per invocation)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """The "onnxcert" logger's level and its one stderr handler. Records still propagate to the
+    root logger (an application's or a test's handlers see them too); the root has no handler
+    of its own in the command line, so nothing is printed twice."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    log = logging.getLogger("onnxcert")
+    log.setLevel(level)
+    if not log.handlers:
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("onnxcert: %(message)s"))
+        log.addHandler(h)
+
+
+def split_list(value: str | None, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"{name} must be a comma-separated list, got {value!r}")
+    return items
+
+
+def float_list(value: str | None, name: str) -> list[float] | None:
+    items = split_list(value, name)
+    if items is None:
+        return None
+    try:
+        return [float(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, got {value!r}") from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"onnxcert {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    """Certified confidence for ONNX image classifiers by randomized smoothing."""
+
+
+# ---------------------------------------------------------------- option types
+
+NOISE_NOTE = ("sigma is the noise std in [0, 1] pixel space: noise is added after resize/crop and "
+              "before (x - mean) / std. Radii are L2 norms in the same units.")
+
+Sigma = Annotated[Optional[float], typer.Option("--sigma", help=f"Noise level. {NOISE_NOTE} \\[default: from config or model metadata; else required]")]
+Alpha = Annotated[Optional[float], typer.Option("--alpha", help="Each certificate fails with probability at most alpha. \\[default: 0.001]")]
+N0 = Annotated[Optional[int], typer.Option("--n0", help="Selection samples that choose the class. \\[default: 100]")]
+N = Annotated[Optional[int], typer.Option("--n", help="Estimation samples behind every certificate. \\[default: 100000]")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Noisy samples per forward pass. \\[default: chosen automatically]")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Global seed; each input derives its own stream from it. \\[default: 0]")]
+Measures = Annotated[Optional[str], typer.Option("--measures", help="Comma-separated: score, margin. \\[default: score,margin]")]
+Methods = Annotated[Optional[str], typer.Option("--methods", help="Comma-separated: naive, cdf-dkw, cdf-bj. \\[default: naive,cdf-dkw,cdf-bj]")]
+ScoreTh = Annotated[Optional[str], typer.Option("--score-thresholds", help="Thresholds c for the score, in (0, 1). \\[default: 0.5,0.6,0.7,0.8,0.9]")]
+MarginTh = Annotated[Optional[str], typer.Option("--margin-thresholds", help="Thresholds c for the margin, in (-1, 1). \\[default: 0,0.2,0.4,0.6,0.8]")]
+Radii = Annotated[Optional[str], typer.Option("--radii", help="L2 radii (in [0, 1] pixel units) for bounds and accuracy tables. \\[default: 0,0.25,...,1.5]")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("-c", "--config", help="YAML config (sections model, preprocess, smoothing, certify).")]
+Output = Annotated[Optional[List[Path]], typer.Option("-o", "--output", help="Report file, .json or .csv by suffix; repeat for both. \\[default: onnxcert-report.json]")]
+OutputKind = Annotated[Optional[str], typer.Option("--output-kind", help="auto | logits | probabilities. auto detects rows in [0, 1] that sum to 1. \\[default: auto]")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing report files.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; errors only.")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda. auto uses CUDA when onnxruntime offers it.")]
+InputName = Annotated[Optional[str], typer.Option("--input-name", help="The image input, when the model has several. \\[default: model.input, or the only input]")]
+OutputName = Annotated[Optional[str], typer.Option("--output-name", help="The [N, k] class-score output, when the model has several. \\[default: model.output, or the only [N, k] output]")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="onnxruntime intra-op threads. \\[default: the CPU cores available]")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its journal (the first report's name with .jsonl), after checking that the model, inputs and settings match. Without a journal, start from the first input.")]
+StrictInputs = Annotated[bool, typer.Option("--strict-inputs", help="Stop at an image of the folder that cannot be decoded (corrupt, not an image, too large) instead of skipping it with a warning.")]
+GateRules = Annotated[Optional[Path], typer.Option("--gate", help="YAML list of gate rules (as for `onnxcert gate --rules`), checked after the report is written; exit 0 when all hold, 1 when one fails, 2 on bad rules (checked before certifying).")]
+Backend = Annotated[str, typer.Option("--backend", help="local: certify in this process. ray: on Ray workers (pip install 'onnxcert\\[ray]'; see docs/ray.md).")]
+RayAddress = Annotated[Optional[str], typer.Option("--address", help="With --backend ray: 'auto' joins the cluster `ray start` runs on this machine; 'ray://HOST:PORT' connects through Ray Client. \\[default: RAY_ADDRESS, else a new local Ray instance]")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="With --backend ray: Ray workers, each holding one onnxruntime session. \\[default: as many as the cluster's GPUs (or CPUs) allow]")]
+GpusPerWorker = Annotated[Optional[float], typer.Option("--num-gpus-per-worker", help="With --backend ray: GPUs each worker reserves (0.5: two workers per GPU); workers then use CUDA. \\[default: 0, CPU workers]")]
+Junit = Annotated[Optional[Path], typer.Option("--junit", help="With --gate: also write JUnit XML, one testcase per check.")]
+
+
+# ---------------------------------------------------------------- shared by run and certify-scores
+
+
+def setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
+           margin_thresholds, radii, output_kind=None) -> dict:
+    from ..config import cli_layer
+
+    return cli_layer(
+        sigma=sigma, alpha=alpha, n0=n0, n=n, batch_size=batch_size, seed=seed,
+        measures=split_list(measures, "--measures"), methods=split_list(methods, "--methods"),
+        score_thresholds=float_list(score_thresholds, "--score-thresholds"),
+        margin_thresholds=float_list(margin_thresholds, "--margin-thresholds"),
+        radii=float_list(radii, "--radii"), output_kind=output_kind,
+    )
+
+
+def output_paths(output: list[Path] | None, force: bool) -> list[Path]:
+    paths = list(output) if output else [Path("onnxcert-report.json")]
+    for p in paths:
+        if p.suffix.lower() not in (".json", ".csv"):
+            raise ConfigError(f"--output must end in .json or .csv, got {str(p)!r}")
+        if p.exists() and not force:
+            raise InputError(f"{str(p)!r} exists; pass --force to overwrite it")
+        if p.exists() and p.is_dir():
+            raise InputError(f"{str(p)!r} is a directory")
+    return paths
+
+
+def print_summary(report: dict) -> None:
+    from ..reports.render import print_run_summary
+
+    print_run_summary(report)

@@ -1,0 +1,157 @@
+"""`onnxcert run` and `onnxcert inspect` (Typer code only).
+
+``run`` streams every finished input to a journal beside the first report (``report.json`` ->
+``report.jsonl``, see ``onnxcert.journal``), stops after the current batch on SIGINT/SIGTERM
+(exit 130, reports not written), and continues with ``--resume``. Existing reports, and an
+existing journal when not resuming, are refused without ``--force`` before any work starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ConfigError, InputError
+from .options import (Alpha, Backend, BatchSize, ConfigOpt, Device, Force, GateRules, GpusPerWorker, InputName,
+                      Junit, MarginTh, Measures, Methods, N, N0, Output, OutputKind, OutputName, Quiet, Radii,
+                      RayAddress, Resume, ScoreTh, Seed, Sigma, StrictInputs, Threads, Workers, app, handle_errors,
+                      output_paths, print_summary, setting_flags, setup_logging)
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    model: Annotated[Path, typer.Argument(help="The ONNX classifier; its output must be [N, k] logits or probabilities.")],
+    inputs: Annotated[Path, typer.Argument(help="A folder of images (labels from sub-folders or labels.csv), an image, "
+                                                "a .npy [N, ...] in [0, 1], or a .npz with 'x' and optional 'y'.")],
+    sigma: Sigma = None, alpha: Alpha = None, n0: N0 = None, n: N = None, batch_size: BatchSize = None,
+    seed: Seed = None, measures: Measures = None, methods: Methods = None,
+    score_thresholds: ScoreTh = None, margin_thresholds: MarginTh = None, radii: Radii = None,
+    config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None, device: Device = "auto",
+    input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
+    force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
+    gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
+    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, quiet: Quiet = False,
+) -> None:
+    """Certify every input with the ONNX classifier MODEL and write the report."""
+    from .. import pipeline
+    from ..config import cli_layer, load_yaml
+    from ..gate import check_rules_for_run
+    from ..report import write_report
+
+    setup_logging(quiet)
+    flags = setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
+                   margin_thresholds, radii, output_kind)
+    names = cli_layer(input_name=input_name, output_name=output_name)
+    paths = output_paths(output, force)
+    journal = _journal(paths[0], resume, force)
+    rules = _rules(gate, junit)
+    remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
+    setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None, cli=[flags, names], device="cpu" if remote else device, threads=threads,
+                             strict_inputs=strict_inputs)
+    if rules:
+        check_rules_for_run(rules, setup.config.settings, setup.inputs.has_labels)
+    writer, state = pipeline.open_journal(setup, journal, resume, provider=remote.provider if remote else None)
+    done = state.done if state else 0
+    with writer, pipeline.stop_on_signals() as stop, \
+            _progress(setup, not quiet and sys.stderr.isatty(), done) as (on_batch, on_record):
+        certify = pipeline.certify if remote is None else remote.certify
+        result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop)
+    for p in paths:
+        write_report(result.report, p)
+    skipped = result.report["skipped"]
+    if skipped:
+        typer.echo(f"onnxcert: warning: {len(skipped)} input(s) skipped (listed under 'skipped' in the report)",
+                   err=True)
+    if not quiet:
+        print_summary(result.report)
+        prov = result.report["provenance"]
+        resumed = f" (+{done} from {journal})" if done else ""
+        typer.echo(f"{len(result.records)} input(s){resumed}, {prov['samples']:,} samples in {prov['wall_time_s']:.1f} s "
+                   f"({prov['samples_per_second'] or 0:,.0f} samples/s) on {prov['provider']}; "
+                   f"output read as {result.report['settings']['output_kind']}", err=True)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths)} (journal {journal})", err=True)
+    if rules:
+        _gate(result.report, rules, str(paths[0]), junit)
+
+
+def _journal(first_output: Path, resume: bool, force: bool) -> Path:
+    """The journal beside the first report; an earlier run's journal needs --resume or --force."""
+    from ..journal import journal_path
+
+    path = journal_path(first_output)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} (the run's journal) is a directory")
+    if path.exists() and not resume and not force:
+        raise InputError(f"{str(path)!r} holds an earlier run's journal; pass --resume to continue that run, "
+                         "or --force to start over")
+    return path
+
+
+def _backend(name: str, address, workers, gpus, device: str, threads):
+    """None for the local backend; for ray, a RayBackend (ray must import: checked before any work)."""
+    if name == "local":
+        given = [flag for flag, v in (("--address", address), ("--workers", workers),
+                                      ("--num-gpus-per-worker", gpus)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --backend ray")
+        return None
+    if name != "ray":
+        raise ConfigError(f"--backend must be local or ray; got {name!r}")
+    from ..ray_backend import RayBackend, RayOptions, import_ray
+
+    options = RayOptions(address=address, workers=workers, num_gpus_per_worker=gpus or 0.0, device=device,
+                         threads=threads)
+    import_ray()
+    return RayBackend(options)
+
+
+def _rules(gate: Path | None, junit: Path | None):
+    """The --gate rules, loaded before any work, so that bad rules fail early (exit 2)."""
+    if junit is not None and gate is None:
+        raise ConfigError("--junit needs --gate RULES.yaml")
+    if gate is None:
+        return ()
+    from ..gate import load_rules
+
+    return load_rules(gate)
+
+
+def _gate(report: dict, rules, source: str, junit: Path | None) -> None:
+    from ..gate import evaluate_rules, write_junit
+
+    result = evaluate_rules(report, rules, source=source)
+    for line in result.lines():
+        typer.echo(line)
+    if junit is not None:
+        write_junit(result, junit)
+    raise typer.Exit(result.exit_code)
+
+
+@contextlib.contextmanager
+def _progress(setup, enabled: bool, done: int = 0):
+    """Two bars on stderr, inputs and samples, with throughput and ETA; nothing when disabled.
+    ``done`` inputs came from the journal."""
+    if not enabled:
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:,.0f} {task.fields['unit']}/s" if task.speed else "")
+
+    bar = Progress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                   console=Console(stderr=True))
+    with bar:
+        n_in = len(setup.inputs)
+        t_in = bar.add_task("inputs", total=n_in, completed=done, unit="inputs")
+        t_s = bar.add_task("samples", total=(n_in - done) * setup.samples_per_input, unit="samples")
+        yield (lambda b: bar.advance(t_s, b)), (lambda rec: bar.advance(t_in, 1))

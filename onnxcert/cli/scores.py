@@ -1,0 +1,41 @@
+"""`onnxcert certify-scores` (Typer code only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (Alpha, BatchSize, ConfigOpt, Force, MarginTh, Measures, Methods, N, N0, Output, OutputKind,
+                      Quiet, Radii, ScoreTh, Seed, Sigma, app, handle_errors, output_paths, print_summary,
+                      setting_flags, setup_logging)
+
+
+@app.command("certify-scores")
+@handle_errors
+def certify_scores_cmd(
+    scores: Annotated[Path, typer.Argument(help="SCORES.npz with 'estimation' [B, n, k], 'selection' [B, n0, k], optional 'labels' [B].")],
+    sigma: Sigma = None, alpha: Alpha = None, n0: N0 = None, n: N = None, batch_size: BatchSize = None,
+    seed: Seed = None, measures: Measures = None, methods: Methods = None,
+    score_thresholds: ScoreTh = None, margin_thresholds: MarginTh = None, radii: Radii = None,
+    config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None,
+    force: Force = False, quiet: Quiet = False,
+) -> None:
+    """Certify from score matrices computed elsewhere (no model). n and n0 default to the arrays."""
+    from ..config import load_yaml, resolve
+    from ..report import write_report
+    from ..scores import certify_scores, load_scores, scores_shape_layer
+
+    setup_logging(quiet)
+    flags = setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
+                   margin_thresholds, radii, output_kind)
+    paths = output_paths(output, force)
+    arrays = load_scores(scores)
+    cfg = resolve(cli=flags, file=load_yaml(config) if config else None, shape=scores_shape_layer(arrays))
+    result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind)
+    for p in paths:
+        write_report(result.report, p)
+    if not quiet:
+        print_summary(result.report)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
