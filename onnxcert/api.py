@@ -87,10 +87,11 @@ def _config_layer(config) -> dict:
 def summarize(report, *, radii=None, measures=None, methods=None):
     """Certified-accuracy summary (``onnxcert summary``) of a report dict or a REPORT.json path.
 
-    Returns a frozen ``summary.ReportSummary`` (curves per measure, method and threshold; the
+    Returns a frozen ``reports.metrics.ReportSummary`` (curves per measure, method and threshold; the
     label certificate's curve; clean accuracy; abstain rate; mean certified radii).
     """
-    from .summary import load_report, parse_report, summarize_report
+    from .reports.metrics import summarize_report
+    from .reports.read import load_report, parse_report
 
     data = load_report(report) if isinstance(report, (str, Path)) else parse_report(report)
     return summarize_report(data, radii=radii, measures=measures, methods=methods)
@@ -102,7 +103,7 @@ def gate_report(report, rules=None, *, baseline=None, tolerance: float = 0.0, **
     max_abstain_rate, min_mean_radius). Returns a frozen ``gate.GateResult`` (``.exit_code``:
     0 all pass, 1 a rule fails)."""
     from .gate import evaluate_rules, load_rules, rules_from_flags
-    from .summary import load_report
+    from .reports.read import load_report
 
     if isinstance(rules, (str, Path)):
         rules = load_rules(rules)

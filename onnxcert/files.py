@@ -42,7 +42,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = "
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -12,7 +12,7 @@ A rule names a certificate (measure, method, threshold c) and a radius r, and se
 correct == true and certified radius >= r, from the exact radii in the records, so r need not be
 one of the report's radii. ``min_mean_radius`` compares the mean certified radius and
 ``max_abstain_rate`` the fraction of inputs without a label certificate (definitions in
-``onnxcert.summary``). With a baseline report, each accuracy rule also fails when the candidate's
+``onnxcert.reports.metrics``). With a baseline report, each accuracy rule also fails when the candidate's
 certified accuracy falls more than ``tolerance`` below the baseline's.
 
 For ``onnxcert run --gate RULES.yaml``::

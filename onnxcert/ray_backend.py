@@ -245,6 +245,7 @@ class RayBackend:
         self.options = options or RayOptions()
         self.worker_cls = worker_cls
         self.provenance: dict[str, Any] = {}
+        self._run: _Run | None = None
 
     @property
     def provider(self) -> str:
@@ -263,8 +264,7 @@ class RayBackend:
 
     def _kind(self) -> str | None:
         """What the workers read the model's output as (None until a chunk decided it)."""
-        run = getattr(self, "_run", None)
-        return None if run is None else run.kind
+        return None if self._run is None else self._run.kind
 
     def iter_records(self, setup: pipeline.RunSetup, sampler, indices: Iterable[int] | None = None) -> Iterator:
         """Certify ``indices`` (default: every input) on Ray workers; yield each input's record once,
