@@ -168,3 +168,14 @@ def test_version_prints_the_version():
 
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output == f"onnxcert {onnxcert.__version__}\n"
+
+
+def test_setup_logging_lets_records_reach_the_root_logger():
+    """A handler on the root (an application's, pytest's caplog) sees onnxcert's records after any
+    command ran in-process; ``propagate = False`` made tests depend on their order."""
+    import logging
+
+    from onnxcert.cli.options import setup_logging
+
+    setup_logging(quiet=True)
+    assert logging.getLogger("onnxcert").propagate is True
