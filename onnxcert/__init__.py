@@ -24,11 +24,12 @@ from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCe
 _LAZY = {
     "certify_model": "api", "certify_scores": "api", "gate_report": "api", "summarize": "api",
     "Config": "config", "ModelConfig": "config", "PreprocessConfig": "config", "Settings": "config",
-    "Record": "report", "CertificationResult": "scores",
+    "Record": "report", "CertificationResult": "scores", "prepare_bands": "bandstore",
 }
 
 if TYPE_CHECKING:
     from .api import certify_model, certify_scores, gate_report, summarize
+    from .bandstore import prepare_bands
     from .config import Config, ModelConfig, PreprocessConfig, Settings
     from .report import Record
     from .scores import CertificationResult
@@ -38,6 +39,7 @@ __all__ = [
     "certify_model",
     "certify_scores",
     "gate_report",
+    "prepare_bands",
     "summarize",
     "CertificationResult",
     "Config",

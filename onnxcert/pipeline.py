@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .bandstore import band_requests, prepare_bands
 from .config import Config, resolve
 from .errors import ConfigError, InputError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
@@ -35,6 +36,7 @@ from .model_info import describe_model, load_proto, select_input
 from .runtime import Classifier, open_classifier, ort_version
 from .sampling import Sampler, auto_batch_size
 from .scores import CertificationResult
+from .stats.berk_jones import register_band
 from .stats.certify import certify_samples
 
 log = logging.getLogger("onnxcert")
@@ -51,6 +53,7 @@ class RunSetup:
     batch_size_auto: bool
     device: str
     strict_inputs: bool = False
+    bands: tuple = ()  # the cdf-bj bands, obtained before sampling (bandstore); travel to Ray workers
 
     @property
     def batch_size(self) -> int:
@@ -91,7 +94,8 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     log.info("%d input(s), sample shape %s, batch size %d%s", len(items), list(shape), batch,
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))
-    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs)
+    bands = prepare_bands(band_requests(cfg.settings))
+    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()))
 
 
 def resolve_model_config(info, *, cli=None, file=None, source: str = "model metadata",
@@ -159,6 +163,8 @@ def iter_records(setup: RunSetup, sampler: Sampler,
     comes from the seed and i), so any subset, in any order, gives the same records.
     """
     s, pre, items = setup.config.settings, setup.preprocessor, setup.inputs
+    for band in setup.bands:
+        register_band(band)
     labels_checked = setup.classifier.num_classes is not None
     for i in (range(len(items)) if indices is None else indices):
         name = _name(items, i)

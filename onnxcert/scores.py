@@ -103,8 +103,10 @@ def certify_scores(arrays: ScoreArrays, settings: Settings, *, output_kind: str 
         raise InputError(f"--n is {settings.n} but the estimation array has n={n} samples per input")
     if settings.n0 != n0:
         raise InputError(f"--n0 is {settings.n0} but the selection array has n0={n0} samples per input")
+    from .bandstore import band_requests, prepare_bands
     from .stats.certify import certify_samples
 
+    prepare_bands(band_requests(settings))
     kind = detect_output_kind(arrays.estimation, arrays.selection, kind=output_kind)
     start = time.perf_counter()
     records = []

@@ -46,8 +46,9 @@ class RankBand:
 
     ``ranks`` is increasing; ``g[i]`` = beta_{ranks[i]} and ``q[i]`` = 1 - beta_{ranks[i]}.
     For a count N the bound is beta_{k*} with k* = max{k in ranks : k <= N}, and 0 below the
-    smallest rank. ``crossing`` is the exact probability, for continuous scores, that any
-    constraint fails; it is at most alpha.
+    smallest rank. ``crossing`` is the probability, for continuous scores, that any constraint
+    fails (computed, never understated; for the union-bound and Bonferroni bands, the bound
+    alpha itself); it is at most alpha.
     """
 
     n: int
@@ -57,6 +58,7 @@ class RankBand:
     q: np.ndarray
     crossing: float
     name: str = "cdf-bj"
+    scale: float = float("nan")  # the level scale lambda of a calibrated band (berk_jones)
 
     def lower(self, counts) -> tuple[np.ndarray, np.ndarray]:
         counts = np.asarray(counts)
