@@ -57,3 +57,5 @@ def test_quick_peer_benchmark_prints_its_table(tmp_path):
 def test_statistics_benchmarks_still_run(tmp_path):
     assert "ms" in run("bench_stats.py", "--n", "2000", "--repeat", "1", tmp_path=tmp_path)
     assert "cdf-bj" in run("bench_bands.py", "--n", "2000", tmp_path=tmp_path)
+    out = run("bench_calibration.py", "--quick", tmp_path=tmp_path)
+    assert "crossing evaluations" in out and "first - second" in out
