@@ -42,6 +42,7 @@ TWO32 = 1 << 32
 PREFIX = "onnxcert_fastpath/"
 DEVICE_NOISE = ("auto", "on", "off")
 KEY_STREAM_TAG = 2  # spawn_key (index, stream, 2): the device keys never meet the CPU streams
+GENERATOR = "squares4-box-muller-40bit"  # the name the report's provenance gives the device noise
 
 
 # ---------------------------------------------------------------- choosing the path

@@ -34,7 +34,7 @@ from .preprocess import Preprocessor, check_against_model, model_layer
 from .report import Record, build_report
 from .model_info import describe_model, load_proto, select_input
 from .runtime import Classifier, open_classifier, ort_version
-from .sampling import Sampler, auto_batch_size
+from .sampling import Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
 from .stats.berk_jones import register_band
 from .stats.certify import certify_samples
@@ -332,7 +332,7 @@ def _path_of(sampler) -> dict | None:
     if path is None:
         return None
     return {"device_noise": path.device_noise, "prefetch": getattr(sampler, "prefetch", path.prefetch),
-            "reason": path.reason}
+            "reason": path.reason, "noise_generator": noise_generator(path.device_noise)}
 
 
 def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wall: float,
@@ -362,6 +362,7 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
         "samples": samples,
         "samples_per_second": round(samples / wall, 1) if wall > 0 else None,
         "sampling_path": sampling_path,
+        "noise_generator": (sampling_path or {}).get("noise_generator", noise_generator(False)),
     }
     model = {"path": clf.info.path, "sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name}
     pre = asdict(cfg.preprocess)

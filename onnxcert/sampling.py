@@ -6,10 +6,11 @@ h_c and the margin h_c - max_{j != c} h_j, and the vote count #{argmax = c}. Tha
 certificates need, so memory is O(n) floats plus one batch, never [n, k].
 
 Seeds: input ``index`` draws its selection noise from ``SeedSequence(seed, spawn_key=(index, 0))``
-and its estimation noise from ``spawn_key=(index, 1)``. NumPy's float32 normal stream does not
-depend on how it is chunked, so results do not depend on the batch size, the order of the inputs,
-or how they are split across runs. The device path (see fastpath) keeps the same properties with
-a counter-based generator keyed by ``(seed, index, stream)``.
+and its estimation noise from ``spawn_key=(index, 1)``, with the generator of ``noise`` (SFC64
+bits, Box-Muller). Each sample takes a fixed number of words of its stream, so results do not
+depend on the batch size, the order of the inputs, or how they are split across runs, and the
+first m samples of a stream are the same however many follow. The device path (see fastpath)
+keeps the same properties with a counter-based generator keyed by ``(seed, index, stream)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import ConfigError, ModelError
+from .fastpath import GENERATOR as FASTPATH_GENERATOR
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
+from .noise import GENERATOR as HOST_GENERATOR
+from .noise import NoiseStream
 from .runtime import Classifier, classifier_proto, open_wrapped
 from .stats.measures import detect_output_kind, to_probabilities
 
@@ -54,9 +58,14 @@ class InputSamples:
     n_classes: int
 
 
-def input_generator(seed: int, index: int, stream: int) -> np.random.Generator:
+def input_generator(seed: int, index: int, stream: int) -> NoiseStream:
     """The generator of one input's selection (stream 0) or estimation (stream 1) noise."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index, stream))))
+    return NoiseStream(seed, index, stream)
+
+
+def noise_generator(device_noise: bool) -> str:
+    """The name of the noise generator a path uses, for the report's provenance."""
+    return FASTPATH_GENERATOR if device_noise else HOST_GENERATOR
 
 
 def auto_batch_size(sample_shape, n: int, *, budget: int = BATCH_MEMORY_BUDGET,
@@ -251,9 +260,6 @@ class Sampler:
         return self._pool
 
 
-def _fill(rng: np.random.Generator, batch: np.ndarray, x_norm: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """batch <- x_norm + scale * z, z ~ N(0, I) float32 from ``rng``, in place (no temporaries)."""
-    rng.standard_normal(out=batch, dtype=np.float32)
-    batch *= scale
-    batch += x_norm
-    return batch
+def _fill(rng: NoiseStream, batch: np.ndarray, x_norm: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """batch <- x_norm + scale * z, z ~ N(0, I) float32: the next samples of ``rng``'s stream, in place."""
+    return rng.fill(batch, x_norm, scale)

@@ -273,5 +273,5 @@ def test_noise_is_drawn_from_the_estimation_stream(logits_model):
         return logits_model(batch)
 
     Sampler(spy, n0=5, n=5, seed=0, batch_size=5, prefetch=True).sample(0, X, SCALE)
-    z = input_generator(0, 0, 1).standard_normal((5, *X.shape), dtype=np.float32)
+    z = input_generator(0, 0, 1).normals(5, X.shape)
     np.testing.assert_array_equal(seen[1], X + SCALE * z)

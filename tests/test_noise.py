@@ -1,0 +1,131 @@
+"""noise.py: the host noise is N(0, 1) to 7.5 sd, keyed by (seed, index, stream), and cut-proof.
+
+The draws are fixed by their seeds, so the statistical checks are deterministic; each bound is
+set so that a correct generator fails it with probability below about 1e-6 at a random seed
+(binomial quantiles, or KS p-values above 1e-4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from onnxcert import noise
+from onnxcert.noise import NoiseStream, box_muller
+
+from test_sampling import SCALE, X, pixel_logits
+
+LEVEL = 1e-6
+
+
+def _draw(chunks, shape, seed=5, index=3, stream=1):
+    g = NoiseStream(seed, index, stream)
+    return np.concatenate([g.normals(c, shape) for c in chunks])
+
+
+def _binomial_ok(count: int, n: int, p: float) -> bool:
+    lo, hi = stats.binom.ppf(LEVEL / 2, n, p), stats.binom.isf(LEVEL / 2, n, p)
+    return lo <= count <= hi
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 8, 8), (3, 5, 7)])
+def test_the_first_m_samples_do_not_depend_on_how_the_stream_is_cut(shape):
+    whole = _draw([300], shape)
+    for chunks in ([1] * 300, [7, 93, 200], [150, 150], [299, 1]):
+        np.testing.assert_array_equal(_draw(chunks, shape), whole)
+    # a shorter draw is a prefix of a longer one (the sequential mode draws in looks)
+    np.testing.assert_array_equal(_draw([41], shape), whole[:41])
+
+
+def test_big_samples_are_drawn_in_steps_with_the_same_result(monkeypatch):
+    # samples of at least CHUNK_PAIRS pairs go one at a time in column steps; shrink the step so
+    # that a small sample takes that path, several steps and a ragged last one
+    shape = (3, 7, 5)  # 105 values, 53 pairs
+    ref = _draw([10], shape)
+    for step in (4, 8, 53, 60):
+        monkeypatch.setattr(noise, "CHUNK_PAIRS", step)
+        np.testing.assert_array_equal(_draw([3, 7], shape), ref)
+
+
+def test_streams_are_keyed_by_seed_index_and_stream():
+    a = _draw([4], (16,), 0, 0, 1)
+    np.testing.assert_array_equal(_draw([4], (16,), 0, 0, 1), a)
+    for other in ((1, 0, 1), (0, 1, 1), (0, 0, 0)):
+        assert not np.any(_draw([4], (16,), *other) == a)
+
+
+def test_fill_is_x_plus_scale_times_the_noise():
+    x = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    scale = np.full((3, 4), 0.25, np.float32)
+    got = NoiseStream(2, 0, 1).fill(np.empty((6, 3, 4), np.float32), x, scale)
+    np.testing.assert_array_equal(got, x + scale * _draw([6], (3, 4), 2, 0, 1))
+
+
+def test_noise_is_standard_normal():
+    # 2^20 values over ImageNet-like and tiny samples: KS, the first four moments against their
+    # sampling error (6 sd), and the mass beyond 3 and 4 sd against binomial quantiles
+    for shape, count in (((3, 64, 64), 86), ((1, 8, 8), 16384)):
+        z = _draw([count], shape, seed=11).ravel().astype(np.float64)
+        n = z.size
+        assert stats.kstest(z, "norm").pvalue > 1e-4
+        assert abs(z.mean()) < 6 / math.sqrt(n)
+        assert abs(z.var() - 1) < 6 * math.sqrt(2 / n)
+        assert abs(stats.skew(z)) < 6 * math.sqrt(6 / n)
+        assert abs(np.mean(z ** 4) - 3) < 6 * math.sqrt(96 / n)
+        for t in (3.0, 4.0):
+            assert _binomial_ok(int(np.count_nonzero(np.abs(z) > t)), n, 2 * stats.norm.sf(t))
+        # the two halves of a sample (cosines, sines) and neighbouring values are uncorrelated
+        flat = z.reshape(count, -1)
+        p = noise.pairs(flat.shape[1])
+        assert abs(np.corrcoef(flat[:, :p].ravel(), flat[:, p:2 * p].ravel())[0, 1]) < 6 / math.sqrt(n / 2)
+        assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 6 / math.sqrt(n)
+
+
+def _pairs_from(k: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    words = (k.astype(np.uint64) << np.uint64(24)) | angle.astype(np.uint64)
+    c, s = np.empty((1, k.size), np.float32), np.empty((1, k.size), np.float32)
+    box_muller(words[None], c, s)
+    return c[0].astype(np.float64), s[0].astype(np.float64)
+
+
+def test_the_tail_reaches_7_5_sd():
+    # the smallest radial uniform is 2^-41: r = sqrt(82 ln 2) = 7.54 (24-bit uniforms stop at 5.9)
+    c, s = _pairs_from(np.zeros(1), np.zeros(1))
+    assert math.hypot(c[0], s[0]) == pytest.approx(math.sqrt(82 * math.log(2)), rel=1e-6)
+    c, s = _pairs_from(np.array([2 ** 40 - 1]), np.zeros(1))
+    assert np.isfinite(c).all() and abs(c[0]) < 1e-3  # the largest uniform: r = 0, no NaN
+
+
+def test_the_deep_tail_has_the_normal_law():
+    # Conditioned on u1 < q, -ln u1 = ln(1/q) + Exp(1): with q = 2^-20, r^2 / 2 - 20 ln 2 is Exp(1)
+    # over the whole tail from 5.3 to 7.5 sd, which no sample of a few million normals reaches
+    rng = np.random.default_rng(3)
+    n = 200_000
+    k = rng.integers(0, 2 ** 20, n)
+    c, s = _pairs_from(k, rng.integers(0, 2 ** 24, n))
+    excess = (c ** 2 + s ** 2) / 2 - 20 * math.log(2)
+    assert stats.kstest(excess, "expon").pvalue > 1e-4
+    # and the angle is uniform there: P(|cos| > |sin|) = 1/2
+    assert _binomial_ok(int(np.count_nonzero(np.abs(c) > np.abs(s))), n, 0.5)
+    # the whole stream, unconditioned: P(|z| > 4.5) over 2^23 values, against the binomial
+    z = _draw([128], (256, 256), seed=7).ravel()
+    assert _binomial_ok(int(np.count_nonzero(np.abs(z) > 4.5)), z.size, 2 * stats.norm.sf(4.5))
+
+
+def test_the_sampler_draws_a_prefix_of_a_longer_run():
+    # what the sequential mode relies on: n = m gives the first m estimation samples of n = M,
+    # whatever the batch size and prefetch
+    from onnxcert.sampling import Sampler
+
+    def run(n, batch_size, prefetch):
+        s = Sampler(pixel_logits, sigma=0.5, n0=30, n=n, seed=4, batch_size=batch_size, prefetch=prefetch)
+        return s.sample(2, X, SCALE)
+
+    long = run(1000, 64, True)
+    for n, b, pre in ((137, 64, True), (137, 1, False), (500, 333, True)):
+        short = run(n, b, pre)
+        np.testing.assert_array_equal(short.score, long.score[:n])
+        np.testing.assert_array_equal(short.margin, long.margin[:n])
