@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from .bands import DKWBand, RankBand
 from .bounds import hoeffding_eps, phi_inv
 
 INF = math.inf
@@ -55,17 +56,22 @@ class StepBound:
         return cls(float(a), widths, z, int(sign), float(sigma))
 
     @classmethod
-    def from_probabilities(cls, a, widths, p, q, sign, sigma) -> "StepBound":
+    def from_probabilities(cls, a, widths, p, q, sign, sigma, z=None) -> "StepBound":
         """Terms w_j Phi(Phi^{-1}(p_j) + sign t), with q = 1 - p carried for precision.
 
+        ``z``, when given, is ``phi_inv(p, q)`` computed already (e.g. read from a band's table).
         Above MERGE_MIN_LEVELS terms, levels are merged (``merged``): a bound that is never
         less conservative and differs from the exact sum by a second-order amount.
         """
         widths = np.asarray(widths, dtype=np.float64)
         p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
         keep = (widths > 0) & (p > 0)
-        widths, p, q = widths[keep], p[keep], q[keep]
-        z = phi_inv(p, q)
+        if not keep.all():  # copies only when a level drops out
+            widths, p, q = widths[keep], p[keep], q[keep]
+            z = None if z is None else z[keep]
+        del keep
+        if z is None:
+            z = phi_inv(p, q)
         if z.size > MERGE_MIN_LEVELS:
             return cls.merged(a, widths, z, p, q, sign, sigma)
         return cls.build(a, widths, z, sign, sigma)
@@ -205,14 +211,44 @@ class EmpiricalTail:
 
     @classmethod
     def from_samples(cls, values, a: float, b: float) -> "EmpiricalTail":
-        values = np.clip(np.asarray(values, dtype=np.float64), a, b)
-        levels, counts = np.unique(values, return_counts=True)
-        below = np.cumsum(counts)
-        above = values.size - below + counts
-        return cls(a, b, values.size, levels, above, below, float(values.mean()))
+        values = np.clip(np.asarray(values, dtype=np.float64), a, b)  # our copy: sorted in place
+        n, mean = values.size, float(values.mean())
+        values.sort()
+        if n == 0 or np.isnan(values[-1]):  # np.unique's NaN rules
+            levels, counts = np.unique(values, return_counts=True)
+            below = np.cumsum(counts)
+            return cls(a, b, n, levels, n - below + counts, below, mean)
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+        starts = np.flatnonzero(new)  # the first sample of each level, in sorted order
+        del new
+        levels = values[starts]
+        del values
+        below = np.empty_like(starts)
+        below[:-1], below[-1] = starts[1:], n
+        np.subtract(n, starts, out=starts)
+        return cls(a, b, n, levels, starts, below, mean)
 
 
-def naive_bounds(tail: EmpiricalTail, alpha: float, sigma: float) -> tuple[StepBound, StepBound]:
+@dataclass(frozen=True)
+class SampleMean:
+    """The mean of n samples of a measure in [a, b]: all that Theorem 1 (``naive``) needs."""
+
+    a: float
+    b: float
+    n: int
+    mean: float
+
+    @classmethod
+    def from_samples(cls, values, a: float, b: float) -> "SampleMean":
+        values = np.asarray(values, dtype=np.float64)
+        if not (values.flags.c_contiguous and values.size and values.min() >= a and values.max() <= b):
+            values = np.clip(values, a, b)  # the same numbers, and mean, as EmpiricalTail's
+        return cls(a, b, values.size, float(values.mean()))
+
+
+def naive_bounds(tail: EmpiricalTail | SampleMean, alpha: float, sigma: float) -> tuple[StepBound, StepBound]:
     """Theorem 1 with Hoeffding's bound on the mean, eps = sqrt(ln(1/alpha) / (2n)).
 
     The paper's Section 5.2 baseline: p = (mean - a) / (b - a) -/+ eps.
@@ -231,13 +267,77 @@ def naive_bounds(tail: EmpiricalTail, alpha: float, sigma: float) -> tuple[StepB
 def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, StepBound]:
     """Theorem 2 with a simultaneous band, every distinct sampled value a level."""
     a, b, v = tail.a, tail.b, tail.levels
-    g, q = band.lower(tail.at_or_above)
-    lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma)
+    table = _band_table(band)
+    g, q, z = table.lower(tail.at_or_above)
+    lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma, z)
+    del g, q, z
     # upper: G(s) <= 1 - P(Z <= v_j) <= 1 - g(M_j) on (v_j, v_{j+1}]; and G <= 1 on (a, v_1]
-    g_up, q_up = band.lower(tail.at_or_below)
+    g_up, q_up, z_up = table.upper(tail.at_or_below)
+    z = None if z_up is None else np.r_[np.inf, z_up]
     widths = np.r_[v[0] - a, np.diff(v, append=b)]
-    upper = StepBound.from_probabilities(a, widths, np.r_[1.0, q_up], np.r_[0.0, g_up], +1, sigma)
+    upper = StepBound.from_probabilities(a, widths, np.r_[1.0, q_up], np.r_[0.0, g_up], +1, sigma, z)
     return lower, upper
+
+
+class _BandTable:
+    """A band's bounds and their Phi^{-1}, looked up by count instead of computed level by level.
+
+    ``lower(counts)`` is (g, q, phi_inv(g, q)) and ``upper(counts)`` is (g, q, phi_inv(q, g)),
+    bit for bit, for (g, q) = band.lower(counts). DKWBand: Phi^{-1} is tabulated for every count
+    0..n (8 bytes a count); RankBand: per rank, with each count's rank slot (4 bytes a count).
+    Another band type gets no table (z None: the bound calls phi_inv itself).
+    """
+
+    def __init__(self, band):
+        self.band, self.slot, self.low = band, None, None
+        if type(band) is DKWBand:
+            g, q = band.lower(np.arange(band.n + 1))
+        elif type(band) is RankBand:
+            # RankBand.lower: beta of the largest rank <= N, and (g, q) = (0, 1) below the first (slot 0)
+            g, q = np.r_[0.0, band.g], np.r_[1.0, band.q]
+            self.slot = np.searchsorted(band.ranks, np.arange(band.n + 1), side="right").astype(np.int32)
+        else:
+            return
+        self.g, self.q, self.low = g, q, phi_inv(g, q)
+        # phi_inv(q, g) = -phi_inv(g, q) except where g and q fall on one side of 1/2 (at most a few)
+        odd = np.flatnonzero((g < 0.5) == (q < 0.5))
+        self.odd, self.odd_up = odd, phi_inv(q[odd], g[odd])
+        if type(band) is DKWBand:
+            del self.g, self.q  # DKW's (g, q) are cheaper to compute than to keep
+
+    def _probabilities(self, counts):
+        if self.slot is None:
+            return (*self.band.lower(counts), counts)
+        i = self.slot[counts]
+        return self.g[i], self.q[i], i
+
+    def lower(self, counts):
+        if self.low is None:
+            return (*self.band.lower(counts), None)
+        g, q, i = self._probabilities(np.asarray(counts))
+        return g, q, self.low[i]
+
+    def upper(self, counts):
+        if self.low is None:
+            return (*self.band.lower(counts), None)
+        g, q, i = self._probabilities(np.asarray(counts))
+        z = np.negative(self.low[i])
+        for k, v in zip(self.odd, self.odd_up):
+            z[i == k] = v
+        return g, q, z
+
+
+_TABLES: dict[int, _BandTable] = {}
+
+
+def _band_table(band) -> _BandTable:
+    """The band's table, kept for the last few bands."""
+    hit = _TABLES.get(id(band))
+    if hit is None or hit.band is not band:
+        if len(_TABLES) >= 4:
+            _TABLES.pop(next(iter(_TABLES)))
+        hit = _TABLES[id(band)] = _BandTable(band)
+    return hit
 
 
 def exact_tail_bound(levels, tail_probs, a: float, sigma: float, tail_q=None) -> StepBound:
