@@ -8,6 +8,7 @@ are kept beside them, so the torch benchmark runs exactly the network the ONNX f
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -91,9 +92,55 @@ def torch_model(m: BenchModel):
     return net.eval()
 
 
+def plain_cnn(key: str) -> BenchModel:
+    """A plain CNN with random weights (NumPy seed 0), written with onnx.helper into the cache on
+    first use: ``cnn32``, a 32x32 RGB NHWC network (four 3x3 convolutions, 32-128 channels,
+    ~13 MFLOPs a sample), or ``cnn224``, a 224x224 RGB NCHW one (four strided 3x3 convolutions,
+    16-128 channels, ~50 MFLOPs a sample), each with global pooling and 10 logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    size, nhwc, chans, strides = {"cnn32": (32, True, (32, 64, 128, 128), (1, 2, 2, 2)),
+                                  "cnn224": (224, False, (16, 32, 64, 128), (2, 2, 2, 2))}[key]
+    shape = (size, size, 3) if nhwc else (3, size, size)
+    name = {"cnn32": "plain CNN 32x32 NHWC", "cnn224": "plain CNN 224x224"}[key]
+    path = cache_dir() / f"{key}-random{SEED}.onnx"
+    if not path.exists():
+        rng = np.random.default_rng(SEED)
+        nodes, inits, x, c_in = [], [], "input", 3
+        if nhwc:
+            nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
+            x = "nchw"
+        for i, (c, st) in enumerate(zip(chans, strides)):
+            w = (rng.standard_normal((c, c_in, 3, 3)) * np.sqrt(2 / (9 * c_in))).astype(np.float32)
+            inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(c, np.float32), f"b{i}")]
+            nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[3, 3],
+                                       pads=[1, 1, 1, 1], strides=[st, st]),
+                      helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+            x, c_in = f"r{i}", c
+        fc = (rng.standard_normal((c_in, 10)) / np.sqrt(c_in)).astype(np.float32)
+        inits += [numpy_helper.from_array(fc, "fc"), numpy_helper.from_array(np.zeros(10, np.float32), "fcb")]
+        nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"]), helper.make_node("Flatten", ["gap"], ["flat"]),
+                  helper.make_node("Gemm", ["flat", "fc", "fcb"], ["logits"])]
+        graph = helper.make_graph(nodes, key, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape])],
+                                  [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        meta = {"onnxcert.model": {"output_kind": "logits"},
+                "onnxcert.preprocess": {"size": [size, size], "layout": "NHWC" if nhwc else "NCHW", "channels": "RGB",
+                                        "resize": "exact", "crop": "none", "mean": [0.0] * 3, "std": [1.0] * 3},
+                "onnxcert.smoothing": {"sigma": 0.25}}
+        helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+        onnx.checker.check_model(model)
+        tmp = path.with_suffix(".tmp.onnx")
+        onnx.save(model, tmp)
+        tmp.replace(path)
+    return BenchModel(name, path, shape)
+
+
 def models(names: Sequence[str]) -> list[BenchModel]:
     table = {"digits": sample_model, "cifar": lambda: cohen_model("cifar_resnet110"),
-             "cifar20": lambda: cohen_model("cifar_resnet20"), "imagenet": lambda: cohen_model("resnet50")}
+             "cifar20": lambda: cohen_model("cifar_resnet20"), "imagenet": lambda: cohen_model("resnet50"),
+             "cnn32": lambda: plain_cnn("cnn32"), "cnn224": lambda: plain_cnn("cnn224")}
     return [table[n]() for n in names]
 
 
@@ -225,6 +272,15 @@ def run_bare(setup, batches: list[np.ndarray]) -> None:
         for size in sizes:
             session.run(out, {feed_name: batches[k % len(batches)][:size]})
             k += 1
+
+
+def run_bare_input(setup, batches: list[np.ndarray]) -> None:
+    """``run_bare`` for one input: its n0 + n samples in onnxcert's batch sizes."""
+    clf, s = setup.classifier, setup.config.settings
+    session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
+    b = setup.batch_size
+    for k, size in enumerate(min(b, c - d) for c in (s.n0, s.n) for d in range(0, c, b)):
+        session.run(out, {feed_name: batches[k % len(batches)][:size]})
 
 
 def samples_of(setup) -> int:

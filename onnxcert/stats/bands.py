@@ -35,8 +35,14 @@ class DKWBand:
     def lower(self, counts) -> tuple[np.ndarray, np.ndarray]:
         counts = np.asarray(counts, dtype=np.float64)
         eps = self.eps
-        g = np.clip(counts / self.n - eps, 0.0, 1.0)
-        q = np.clip((self.n - counts) / self.n + eps, 0.0, 1.0)
+        g = np.divide(counts, self.n)  # in place from here: n can be 1e6
+        g -= eps
+        np.clip(g, 0.0, 1.0, out=g)
+        q = np.subtract(self.n, counts)
+        del counts
+        q /= self.n
+        q += eps
+        np.clip(q, 0.0, 1.0, out=q)
         return g, q
 
 

@@ -66,10 +66,15 @@ class StepBound:
         widths = np.asarray(widths, dtype=np.float64)
         p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
         keep = (widths > 0) & (p > 0)
-        if not keep.all():  # copies only when a level drops out
-            widths, p, q = widths[keep], p[keep], q[keep]
-            z = None if z is None else z[keep]
+        kept = np.flatnonzero(keep)
         del keep
+        if kept.size and kept[-1] - kept[0] + 1 == kept.size:  # one run of levels: views, no copies
+            keep = slice(int(kept[0]), int(kept[-1]) + 1)
+        else:
+            keep = kept
+        del kept
+        widths, p, q = widths[keep], p[keep], q[keep]
+        z = None if z is None else z[keep]
         if z is None:
             z = phi_inv(p, q)
         if z.size > MERGE_MIN_LEVELS:
@@ -88,8 +93,11 @@ class StepBound:
         within a run (below 1e-7 in the tests); the cost falls from one term per distinct
         sampled value to one per interval of z.
         """
-        keys = np.where(np.isfinite(z), np.floor(z / step), np.inf)
+        keys = np.divide(z, step)
+        np.floor(keys, out=keys)
+        keys[~np.isfinite(z)] = np.inf
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        del keys
         w = np.add.reduceat(widths, starts)
         p_bar = np.add.reduceat(widths * p, starts) / w
         q_bar = np.add.reduceat(widths * q, starts) / w
@@ -272,11 +280,20 @@ def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, Step
     lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma, z)
     del g, q, z
     # upper: G(s) <= 1 - P(Z <= v_j) <= 1 - g(M_j) on (v_j, v_{j+1}]; and G <= 1 on (a, v_1]
-    g_up, q_up, z_up = table.upper(tail.at_or_below)
-    z = None if z_up is None else np.r_[np.inf, z_up]
-    widths = np.r_[v[0] - a, np.diff(v, append=b)]
-    upper = StepBound.from_probabilities(a, widths, np.r_[1.0, q_up], np.r_[0.0, g_up], +1, sigma, z)
+    g_up, q_up, z = table.upper(tail.at_or_below)
+    z = None if z is None else _after(np.inf, z)
+    p, q = _after(1.0, q_up), _after(0.0, g_up)
+    del g_up, q_up
+    widths = np.diff(v, prepend=a, append=b)
+    upper = StepBound.from_probabilities(a, widths, p, q, +1, sigma, z)
     return lower, upper
+
+
+def _after(first: float, values: np.ndarray) -> np.ndarray:
+    """np.r_[first, values] as float64."""
+    out = np.empty(values.size + 1)
+    out[0], out[1:] = first, values
+    return out
 
 
 class _BandTable:
