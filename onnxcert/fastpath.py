@@ -21,8 +21,9 @@ so the noise is the same whatever the batch size, and each (seed, input, stream)
 The radius uses a 40-bit uniform in float64 (see ``box_muller``), so the Gaussian tail is kept
 to 7.5 standard deviations.
 
-This noise differs from the CPU path's NumPy stream: a report made on the device path is
-reproducible on the device path, and statistically equivalent to, not identical with, a CPU one.
+This noise differs from the CPU path's stream (``noise``: SFC64 words, one per pair, the same
+Box-Muller layout): a report made on the device path is reproducible on the device path, and
+statistically equivalent to, not identical with, a CPU one.
 
 Everything here needs only the ``onnx`` package; sessions and I/O binding live in runtime.py.
 """

@@ -16,8 +16,8 @@ r cos(theta), the next D - P are r sin(theta) (an odd D drops the last sine). Th
 most 2^-24 that costs nothing in the tail (u1 < 2^-16 there, exact in float32).
 
 NumPy's float32 ziggurat cost 10-34 ns per value on the benchmark machine; this costs a few
-(benchmarks/README.md). It is not NumPy's ``standard_normal`` stream: reports made before this
-generator (onnxcert 0.x with ``numpy-pcg64-ziggurat``) differ from new ones by sampling error.
+(benchmarks/README.md). It is not NumPy's ``standard_normal`` stream, which the host path used
+before issue 17: reports made with that stream differ from new ones by sampling error.
 """
 
 from __future__ import annotations

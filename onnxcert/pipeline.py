@@ -230,6 +230,7 @@ def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
     return {
         "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
         "runtime": {"provider": provider or clf.provider},  # a GPU may compute (and draw noise) differently
+        "noise_generator": noise_generator(False),  # the host noise changed in issue 17
         "settings": cfg.settings.to_dict(),
         "preprocess": asdict(cfg.preprocess),
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),

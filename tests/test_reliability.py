@@ -205,6 +205,19 @@ def test_resume_refuses_a_different_run(tmp_path, case, monkeypatch, change, dif
     assert not (tmp_path / "r.json").exists()
 
 
+def test_resume_refuses_a_journal_drawn_with_another_noise_generator(tmp_path, case, monkeypatch):
+    # a journal from before issue 17's host noise: its records came from another stream
+    model, inputs = case
+    kill_after(monkeypatch, 2)
+    monkeypatch.setattr(pipeline, "noise_generator", lambda device: "numpy-pcg64-ziggurat")
+    assert run(model, inputs, tmp_path / "r.json").exit_code == 130
+    monkeypatch.undo()
+    res = cli("run", model, inputs, "--sigma", 0.25, *FAST, "-o", tmp_path / "r.json", "--resume")
+    assert res.exit_code == 2, res.output
+    assert "noise_generator differs (journal \"numpy-pcg64-ziggurat\", this run \"sfc64-box-muller-40bit\")" \
+        in error_line(res)
+
+
 def _yaml(d: Path, text: str) -> Path:
     (d / "c.yaml").write_text(text)
     return d / "c.yaml"
