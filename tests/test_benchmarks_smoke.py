@@ -37,6 +37,7 @@ def table_rows(out: str) -> list[str]:
     ("bench_certifier.py", "statistics % of total"),
     ("bench_memory.py", "total bytes/sample"),
     ("bench_profile.py", "forward pass"),
+    ("bench_noise.py", "onnxcert ns/value"),
 ])
 def test_quick_benchmark_prints_its_table(script, needle, tmp_path):
     out = run(script, "--quick", tmp_path=tmp_path)
