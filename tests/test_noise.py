@@ -121,7 +121,7 @@ def test_the_sampler_draws_a_prefix_of_a_longer_run():
     from onnxcert.sampling import Sampler
 
     def run(n, batch_size, prefetch):
-        s = Sampler(pixel_logits, sigma=0.5, n0=30, n=n, seed=4, batch_size=batch_size, prefetch=prefetch)
+        s = Sampler(pixel_logits, n0=30, n=n, seed=4, batch_size=batch_size, prefetch=prefetch)
         return s.sample(2, X, SCALE)
 
     long = run(1000, 64, True)
