@@ -344,16 +344,19 @@ class _BandTable:
         return g, q, z
 
 
-_TABLES: dict[int, _BandTable] = {}
+_TABLES: dict[object, _BandTable] = {}
+TABLES_KEPT = 2  # one run certifies with one DKW and one BJ band
 
 
 def _band_table(band) -> _BandTable:
-    """The band's table, kept for the last few bands."""
-    hit = _TABLES.get(id(band))
-    if hit is None or hit.band is not band:
-        if len(_TABLES) >= 4:
+    """The band's table, kept for the last few bands: a DKWBand by value (certify makes a new
+    one per input), any other band by identity."""
+    key = band if type(band) is DKWBand else id(band)
+    hit = _TABLES.get(key)
+    if hit is None or (key is not band and hit.band is not band):
+        while len(_TABLES) >= TABLES_KEPT:
             _TABLES.pop(next(iter(_TABLES)))
-        hit = _TABLES[id(band)] = _BandTable(band)
+        hit = _TABLES[key] = _BandTable(band)
     return hit
 
 
