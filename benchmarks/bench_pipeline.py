@@ -107,7 +107,8 @@ def measure(m: C.BenchModel, key: str, *, quick: bool, repeat: int, batch_size: 
     opt = lambda k: rate[k] / rate["bare"] if k in rate else "-"  # noqa: E731
     return [m.name, setup.batch_size, threads_used, f"{count} x {n0}+{n}", rate["bare"], rate["certify"],
             rate["sampling"] / rate["bare"], rate["certify"] / rate["bare"], opt("legacy noise"), opt("graph head"),
-            ms["bare"], ms["certify"], ms["bare"] / ms["certify"], TARGET.get(key, DEFAULT_TARGET)]
+            ms["bare"], ms["certify"], ms["bare"] / ms["certify"],
+            ms["bare"] / ms["legacy noise"] if "legacy noise" in ms else "-", TARGET.get(key, DEFAULT_TARGET)]
 
 
 def main(argv=None) -> int:
@@ -133,11 +134,12 @@ def main(argv=None) -> int:
     print()
     print(C.table(["model", "batch", "threads", "inputs x n0+n", "bare samples/s", "certify samples/s",
                    "sampling / bare", "certify / bare", "legacy noise / bare", "graph head / bare",
-                   "bare CPU ms/1k", "certify CPU ms/1k", "bare / certify (CPU)", "target"], rows))
+                   "bare CPU ms/1k", "certify CPU ms/1k", "bare / certify (CPU)", "bare / legacy noise (CPU)",
+                   "target"], rows))
     print()
     for row in rows:
-        verdict = "meets" if row[7] >= row[13] else "misses"
-        print(f"{row[0]}: end to end at {row[7]:.3f} of bare onnxruntime ({verdict} the {row[13]} target), "
+        verdict = "meets" if row[7] >= row[14] else "misses"
+        print(f"{row[0]}: end to end at {row[7]:.3f} of bare onnxruntime ({verdict} the {row[14]} target), "
               f"{row[12]:.3f} in CPU time; the sampling loop alone {row[6]:.3f}")
     return 0
 
