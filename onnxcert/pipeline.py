@@ -27,12 +27,13 @@ import numpy as np
 
 from .bandstore import band_requests, prepare_bands
 from .config import Config, resolve
-from .errors import ConfigError, InputError, RunInterrupted
+from .errors import ConfigError, InputError, ModelError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
 from .journal import START_OVER, JournalState, JournalWriter, check_identity, read_journal
 from .preprocess import Preprocessor, check_against_model, model_layer
+from .preprocess_configs import classes_from_metadata
 from .report import Record, build_report
-from .model_info import describe_model, load_proto, select_input
+from .model_info import describe_model, load_proto, select_input, select_output
 from .runtime import Classifier, open_classifier, ort_version
 from .sampling import Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
@@ -104,10 +105,28 @@ def resolve_model_config(info, *, cli=None, file=None, source: str = "model meta
     def shape(merged: Mapping) -> dict:
         name = merged["model"].get("input")
         inp = select_input(info, name if isinstance(name, str) else None)
-        return model_layer(inp.shape, merged["preprocess"])
+        return {**model_layer(inp.shape, merged["preprocess"]), **_named_classes(info, merged)}
 
     return resolve(cli=cli, file=file, metadata=info.metadata, shape=shape, source=source,
                    require_sigma=require_sigma)
+
+
+def _named_classes(info, merged: Mapping) -> dict:
+    """Class names under a common metadata key of a third-party model (``names``, ``id2label``, ...),
+    in the lowest layer; ignored when they do not match the outputs' count."""
+    names = classes_from_metadata(info.metadata)
+    if not names:
+        return {}
+    try:
+        out = select_output(info, merged["model"].get("output"))
+        k = out.shape[-1] if out.shape else None
+    except ModelError:  # the output is chosen (and its errors reported) when the model opens
+        k = None
+    if isinstance(k, int) and k > 0 and len(names) != k:
+        log.warning("warning: the model's metadata names %d classes but it outputs %d; names ignored", len(names), k)
+        return {}
+    log.info("class names from the model's metadata (%d)", len(names))
+    return {"model": {"classes": names}}
 
 
 def _first_input(items: InputSet, strict: bool) -> tuple[int, Any]:
