@@ -170,6 +170,10 @@ def _labels_from_csv(csv_path: Path, rel: list[str], classes, columns=None,
     fi, li, width, rows = _csv_columns(csv_path, rows, columns)
     known = set(rel)
     stems = _unique_stems(rel)
+    if columns is not None and rows and len(rows[0]) > fi:  # columns by index: skip a header row
+        first = Path(rows[0][fi].strip()).as_posix()
+        if first not in known and first not in stems and not strict:
+            rows = rows[1:]
     by_file: dict[str, int | None] = {}
     unknown = 0
     for line, row in enumerate(rows, 1):
@@ -209,11 +213,11 @@ def _csv_columns(csv_path: Path, rows: list[list[str]], columns) -> tuple[int, i
     has_header = False
     for col in columns:
         text = str(col).strip()
-        if text in header:
+        if text.isdigit():
+            found.append(int(text))
+        elif text in header:
             found.append(header.index(text))
             has_header = True
-        elif text.isdigit():
-            found.append(int(text))
         else:
             raise InputError(f"{str(csv_path)!r} has no column {text!r} (header: {', '.join(header) or 'none'}); "
                              "name a header column or give a 0-based index")
