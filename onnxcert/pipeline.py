@@ -193,7 +193,9 @@ def iter_records(setup: RunSetup, sampler: Sampler,
             continue
         x = pre.prepare(item, name)
         check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
-        got = sampler.sample(i, pre.normalize(x), pre.noise_scale(s.sigma, x.shape), name)
+        x_norm = pre.normalize(x)
+        clean = clean_prediction(setup.classifier, x_norm, f"input {i} ({name})")
+        got = sampler.sample(i, x_norm, pre.noise_scale(s.sigma, x.shape), name)
         if not labels_checked:
             check_classes(setup.config, items, got.n_classes)
             labels_checked = True
@@ -201,7 +203,17 @@ def iter_records(setup: RunSetup, sampler: Sampler,
         cert = certify_samples(got.prediction, {m: by_name[m] for m in s.measures}, got.votes,
                                sigma=s.sigma, alpha=s.alpha, methods=s.methods,
                                thresholds=s.thresholds, radii=s.radii)
-        yield Record(i, items.names[i], items.labels[i], cert)
+        yield Record(i, items.names[i], items.labels[i], cert, clean)
+
+
+def clean_prediction(classifier, x_norm: np.ndarray, where: str) -> int:
+    """The class of one noise-free forward pass (argmax of the scores: the same for logits and
+    probabilities)."""
+    rows = np.asarray(classifier(x_norm[None]))
+    if not np.all(np.isfinite(rows)):
+        raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written "
+                         "for it (seen on the noise-free pass)")
+    return int(np.argmax(rows[0]))
 
 
 class StopFlag:

@@ -38,6 +38,7 @@ class Record:
     input: str | None
     label: int | None
     certificate: InputCertificate
+    clean_prediction: int | None = None  # argmax of one noise-free forward pass; None without a model
 
     @property
     def prediction(self) -> int:
@@ -62,6 +63,7 @@ class Record:
             "label": self.label,
             "prediction": self.prediction,
             "correct": self.correct,
+            "clean_prediction": self.clean_prediction,
             "label_certificate": {"p_lower": cert.label.p_lower, "radius": cert.label.radius},
             "confidence": confidence,
         }
