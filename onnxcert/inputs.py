@@ -61,6 +61,20 @@ class InputSet:
     def has_labels(self) -> bool:
         return any(label is not None for label in self.labels)
 
+    def select(self, skip: int | None = None, limit: int | None = None) -> "InputSet":
+        """Every ``skip``-th input (0, skip, 2 skip, ...: Cohen et al.'s --skip), at most ``limit`` of them."""
+        for flag, v in (("--skip", skip), ("--limit", limit)):
+            if v is not None and v < 1:
+                raise InputError(f"{flag} must be >= 1, got {v}")
+        chosen = list(range(0, len(self), skip or 1))[:limit]
+        if len(chosen) == len(self):
+            return self
+        pick = lambda seq: tuple(seq[i] for i in chosen) if seq else seq  # noqa: E731
+        array = self.array[chosen[0]:chosen[-1] + 1:skip or 1] if self.array is not None else None
+        names = self.names if self.kind != "array" else (None,) * len(chosen)
+        return InputSet(self.source, self.kind, pick(names), pick(self.labels), pick(self.files), array,
+                        self.label_source, self.folders)
+
     def load(self, i: int):
         """Input i: a PIL image (files) or a float32 array in [0, 1] (arrays)."""
         if self.kind == "array":

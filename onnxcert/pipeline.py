@@ -30,6 +30,7 @@ from .config import Config, resolve
 from .errors import ConfigError, InputError, ModelError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
 from .journal import START_OVER, JournalState, JournalWriter, check_identity, read_journal
+from .modelcheck import output_op
 from .preprocess import Preprocessor, check_against_model, model_layer
 from .preprocess_configs import classes_from_metadata
 from .report import Record, build_report
@@ -55,6 +56,7 @@ class RunSetup:
     device: str
     strict_inputs: bool = False
     bands: tuple = ()  # the cdf-bj bands, obtained before sampling (bandstore); travel to Ray workers
+    output_op: str | None = None  # the graph's last op before the output ("Softmax": probabilities)
 
     @property
     def batch_size(self) -> int:
@@ -67,18 +69,21 @@ class RunSetup:
 
 def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping | None = None,
             cli: Mapping | Sequence[Mapping] | None = None, device: str = "auto", threads: int | None = None,
-            labels=None, strict_inputs: bool = False) -> RunSetup:
+            labels=None, strict_inputs: bool = False, input_options: Mapping[str, Any] | None = None,
+            skip: int | None = None, limit: int | None = None) -> RunSetup:
     """Load the model, resolve the configuration (``config.resolve``: ``cli`` > ``file`` > the
     model's metadata > its input shape > defaults), find the inputs, check that preprocessing
     produces what the model takes, and fix the batch size.
 
     Images of a folder that cannot be decoded are skipped with a warning (``iter_records``), or
-    are fatal with ``strict_inputs``.
+    are fatal with ``strict_inputs``. ``input_options`` go to ``load_inputs`` (labels_csv,
+    csv_columns, npz_keys); ``skip`` and ``limit`` select inputs (``InputSet.select``).
     """
     proto = load_proto(model)
     info = describe_model(model, proto)
     cfg = resolve_model_config(info, cli=cli, file=file, source=f"{Path(model).name} metadata")
-    items = load_inputs(inputs, classes=cfg.model.classes, labels=labels)
+    items = load_inputs(inputs, classes=cfg.model.classes, labels=labels, **(input_options or {}))
+    items = items.select(skip, limit)
     pre = Preprocessor(cfg.preprocess)
     clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
                           threads=threads, proto=proto, info=info)
@@ -96,7 +101,8 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))
     bands = prepare_bands(band_requests(cfg.settings))
-    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()))
+    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()),
+                    output_op(proto, clf.output.name))
 
 
 def resolve_model_config(info, *, cli=None, file=None, source: str = "model metadata",

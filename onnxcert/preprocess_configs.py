@@ -264,6 +264,30 @@ def classes_from_metadata(props: Mapping[str, str]) -> list[str] | None:
     return None
 
 
+def read_class_names(value: str) -> list[str]:
+    """--classes: a file (.txt, one name per line; .json, a list or index -> name) or a
+    comma-separated list."""
+    path = Path(value)
+    if path.suffix.lower() in (".txt", ".json", ".names") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"--classes file {value!r} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--classes file {value!r} cannot be read ({type(exc).__name__})") from None
+        if path.suffix.lower() == ".json":
+            try:
+                return _names(json.loads(text), f"--classes {value!r}")
+            except json.JSONDecodeError:
+                raise ConfigError(f"--classes file {value!r} is not valid JSON") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ConfigError(f"--classes {value!r} names no classes")
+    return names
+
+
 def _parse_literal(text: str) -> Any:
     try:
         return json.loads(text)
