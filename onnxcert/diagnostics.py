@@ -87,3 +87,21 @@ def output_kind_contradiction(last_op: str | None, configured: str, rows_are_pro
         return (f"output_kind is probabilities but {ends} gives rows that are not in [0, 1] summing to 1: "
                 "they would be clipped, not softmaxed; set model.output_kind: logits (or auto)")
     return None
+
+
+def run_warnings(records: Sequence[dict], *, k: int | None, classes: Sequence[str] | None = None,
+                 last_op: str | None = None, configured_kind: str = "auto") -> list[str]:
+    """The warnings for a run's report records (dicts with label, prediction, clean_prediction and
+    label_certificate): clean predictions first, then the smoothed ones."""
+    labels = [r.get("label") for r in records]
+    clean = [r.get("clean_prediction") for r in records]
+    found = []
+    if clean and all(c is not None for c in clean):
+        found += [one_class(clean, labels, classes), clean_near_chance(clean, labels, k)]
+    if not any(found):
+        labelled = [r for r in records if r.get("label") is not None]
+        abstained = sum((r.get("label_certificate") or {}).get("radius") is None for r in records)
+        found.append(smoothed_near_chance(sum(bool(r.get("correct")) for r in labelled), len(labelled),
+                                          chance_level(labels, k), abstained))
+    found.append(output_kind_contradiction(last_op, configured_kind, None))
+    return [w for w in found if w]

@@ -213,3 +213,25 @@ def test_one_class_needs_several_inputs_and_labels_of_several_classes():
     assert one_class([3] * 4, [None] * 4) is None
     assert one_class([3] * 6, [3] * 6) is None  # every label is that class: nothing is wrong
     assert one_class([3, 3, 3, 3, 3, 2], [None] * 6) is None
+
+
+def _rec(label, prediction, clean, radius=0.3):
+    return {"label": label, "prediction": prediction, "clean_prediction": clean,
+            "correct": None if label is None else label == prediction, "label_certificate": {"radius": radius}}
+
+
+def test_run_warnings_use_clean_predictions_first_then_smoothed():
+    from onnxcert.diagnostics import run_warnings
+
+    labels = [j % 10 for j in range(20)]
+    all_cat = [_rec(lab, 3, 3) for lab in labels]
+    lines = run_warnings(all_cat, k=10, classes=[str(i) for i in range(10)])
+    assert len(lines) == 2 and "all 20 clean predictions are class 3" in lines[0] and "near chance" in lines[1]
+    # right without noise, wrong with it and never abstaining: the noise decides (sigma too large)
+    noisy = [_rec(lab, 3, lab) for lab in labels]
+    assert [ln.split(" is near chance")[0] for ln in run_warnings(noisy, k=10)] == ["smoothed accuracy 0.100"]
+    abstaining = [_rec(lab, 3, lab, radius=None if j % 2 else 0.2) for j, lab in enumerate(labels)]
+    assert run_warnings(abstaining, k=10) == []
+    fine = [_rec(lab, lab, lab) for lab in labels]
+    assert run_warnings(fine, k=10) == []
+    assert "ends in Softmax" in run_warnings(fine, k=10, last_op="Softmax", configured_kind="logits")[0]
