@@ -129,9 +129,9 @@ def test_run_uses_a_third_party_models_class_names(tmp_path):
 
     model = channel_means(tmp_path / "m.onnx", metadata={"names": "{0: 'red', 1: 'green', 2: 'blue'}"})
     _img(tmp_path / "in" / "green" / "a.png")
-    setup = prepare(model, tmp_path / "in", layers=[{"smoothing": {"sigma": 0.25}}], device="cpu")
+    setup = prepare(model, tmp_path / "in", cli={"smoothing": {"sigma": 0.25}}, device="cpu")
     assert setup.config.model.classes == ("red", "green", "blue")
     assert setup.inputs.labels == (1,)
     wrong = channel_means(tmp_path / "w.onnx", metadata={"names": "['a', 'b']"})
-    assert prepare(wrong, tmp_path / "in" / "green", layers=[{"smoothing": {"sigma": 0.25}}],
+    assert prepare(wrong, tmp_path / "in" / "green", cli={"smoothing": {"sigma": 0.25}},
                    device="cpu").config.model.classes is None
