@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .config import Settings
 from .files import atomic_write_text
-from .reports.metrics import certified_accuracy_table
+from .reports.metrics import certified_accuracy_table, record_accuracies
 from .reports.read import SCHEMA, radius_to_json
 from .stats.names import METHOD_DESCRIPTIONS
 
@@ -94,6 +94,7 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
 
     recs = [r.to_dict() if isinstance(r, Record) else dict(r) for r in records]
     sdict = settings_dict(settings, **settings_extra)
+    clean, smoothed = record_accuracies(recs)
     report = {
         "schema": SCHEMA,
         "onnxcert_version": __version__,
@@ -104,6 +105,8 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
         "model": dict(model) if model else None,
         "settings": sdict,
         "provenance": {"python": platform.python_version(), **(provenance or {})},
+        "clean_accuracy": clean,
+        "smoothed_accuracy": smoothed,
         "records": recs,
         "summary": summarize(recs, sdict),
     }
