@@ -34,10 +34,12 @@ class PlainProgress:
     """
 
     def __init__(self, inputs: int, samples_per_input: int, *, done: int = 0, lines: bool = True,
-                 every: float = EVERY_S, long_after: float = LONG_RUN_S,
+                 every: float | None = None, long_after: float | None = None,
                  echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
         self.total, self.per_input, self.done = inputs, samples_per_input, done
-        self.lines, self.every, self.long_after = lines, every, long_after
+        self.lines = lines
+        self.every = EVERY_S if every is None else every
+        self.long_after = LONG_RUN_S if long_after is None else long_after
         self.echo, self.clock = echo, clock
         self.start = clock()
         self.last = self.start

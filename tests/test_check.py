@@ -235,3 +235,25 @@ def test_run_warnings_use_clean_predictions_first_then_smoothed():
     fine = [_rec(lab, lab, lab) for lab in labels]
     assert run_warnings(fine, k=10) == []
     assert "ends in Softmax" in run_warnings(fine, k=10, last_op="Softmax", configured_kind="logits")[0]
+
+
+def test_run_reports_clean_and_smoothed_accuracy_prints_the_mapping_and_warns(tmp_path):
+    model = om.brightness_bins(tmp_path / "m.onnx")
+    images = _grey_bins(tmp_path / "in")
+    common = ["--sigma", "0.25", "--n", "100", "--n0", "10", "--methods", "cdf-dkw"]
+    wrong = cli("run", model, images, *common, "-o", tmp_path / "wrong.json")
+    assert wrong.exit_code == 0, wrong.output
+    report = json.loads((tmp_path / "wrong.json").read_text())
+    assert report["clean_accuracy"] == pytest.approx(0.1)
+    assert [r["clean_prediction"] for r in report["records"]] == [0] * 20
+    assert any("all 20 clean predictions are class 0" in ln for ln in _warnings(wrong)), wrong.output
+    assert "labels from sub-folders: '0' -> 0, '1' -> 1" in wrong.stderr
+    assert "clean accuracy 0.100 (no noise), smoothed accuracy" in wrong.stderr
+
+    (tmp_path / "right.yaml").write_text("preprocess: {mean: [0], std: [0.00392156862745098]}\n")
+    right = cli("run", model, images, *common, "-c", tmp_path / "right.yaml", "-o", tmp_path / "right.json")
+    report = json.loads((tmp_path / "right.json").read_text())
+    assert report["clean_accuracy"] == 1.0
+    assert [r["clean_prediction"] for r in report["records"]] == [r["label"] for r in report["records"]]
+    assert report["smoothed_accuracy"] == pytest.approx(sum(r["correct"] for r in report["records"]) / 20)
+    assert not _warnings(right), right.output

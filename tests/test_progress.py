@@ -53,3 +53,28 @@ def test_a_short_run_gets_no_estimate():
     clock.t += 0.5
     p.on_batch(1000)
     assert lines == []
+
+
+def test_run_off_a_terminal_prints_plain_progress_and_the_estimate(tmp_path, monkeypatch):
+    """CliRunner's stderr is not a terminal: lines instead of bars (thresholds set to 0 here, so
+    that the test does not depend on the machine's speed)."""
+    import numpy as np
+
+    from onnxcert import progress
+    from tests import onnx_models as om
+    from tests.cli_helpers import cli
+
+    monkeypatch.setattr(progress, "LONG_RUN_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 3, 6, 5), dtype=np.float32))
+    res = cli("run", om.channel_means(tmp_path / "m.onnx"), tmp_path / "x.npy", "--sigma", "0.25", "--n", "200",
+              "--n0", "10", "--batch-size", "50", "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    estimate = [ln for ln in lines if ln.startswith("onnxcert: this run will take about")]
+    assert len(estimate) == 1 and "3 input(s) x 210 samples" in estimate[0]
+    progress_lines = [ln for ln in lines if ln.startswith("onnxcert: progress: ")]
+    assert len(progress_lines) >= 3 and "samples/s, eta" in progress_lines[-1]
+    quiet = cli("run", om.channel_means(tmp_path / "m.onnx"), tmp_path / "x.npy", "--sigma", "0.25", "--n", "200",
+                "-q", "-o", tmp_path / "q.json")
+    assert "progress:" not in quiet.stderr and "will take" not in quiet.stderr
