@@ -126,7 +126,7 @@ def csv_columns(settings: Mapping) -> list[str]:
         cols.append(f"{m}_mean")
         for meth in settings["methods"]:
             cols += [f"{m}_{meth}_radius@{c:g}" for c in settings["thresholds"][m]]
-    return cols
+    return cols + ["clean_prediction"]
 
 
 def to_csv(report: Mapping) -> str:
@@ -142,7 +142,7 @@ def to_csv(report: Mapping) -> str:
             row.append(rec["confidence"][m]["mean"])
             for meth in settings["methods"]:
                 row += [blank(r) for r in rec["confidence"][m][meth]["radius"]]
-        w.writerow(row)
+        w.writerow(row + [blank(rec.get("clean_prediction"))])
     return buf.getvalue()
 
 

@@ -257,3 +257,13 @@ def test_run_reports_clean_and_smoothed_accuracy_prints_the_mapping_and_warns(tm
     assert [r["clean_prediction"] for r in report["records"]] == [r["label"] for r in report["records"]]
     assert report["smoothed_accuracy"] == pytest.approx(sum(r["correct"] for r in report["records"]) / 20)
     assert not _warnings(right), right.output
+
+
+def test_python_api_check_model_mirrors_the_command(tmp_path, coloured):
+    import onnxcert
+
+    model = om.channel_means(tmp_path / "m.onnx")
+    result = onnxcert.check_model(model, coloured, top_k=1, limit=4)
+    res = cli("check", model, coloured, "--top", "1", "--limit", "4", "-o", tmp_path / "c.json")
+    assert result.to_dict()["records"] == json.loads((tmp_path / "c.json").read_text())["records"]
+    assert result.clean_accuracy == 1.0 and len(result.records) == 4 and not result.warnings
