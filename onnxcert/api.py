@@ -107,7 +107,7 @@ def summarize(report, *, radii=None, measures=None, methods=None):
     """Certified-accuracy summary (``onnxcert summary``) of a report dict or a REPORT.json path.
 
     Returns a frozen ``reports.metrics.ReportSummary`` (curves per measure, method and threshold; the
-    label certificate's curve; clean accuracy; abstain rate; mean certified radii).
+    label certificate's curve; clean and smoothed accuracy; abstain rate; mean certified radii).
     """
     from .reports.metrics import summarize_report
     from .reports.read import load_report, parse_report

@@ -1,5 +1,5 @@
 """The numbers of a report, in one place: certified accuracy (Kumar et al. 2020, Figure 5; the
-label certificate's, Cohen et al. 2019), clean accuracy, abstain rate and mean certified radius.
+label certificate's, Cohen et al. 2019), clean and smoothed accuracy, abstain rate and mean certified radius.
 ``report`` (its stored ``summary``), ``summary``, ``plot`` and ``gate`` all compute them here.
 
 Definitions (``docs/results.md`` explains them for readers):
