@@ -24,9 +24,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import diagnostics
-from .errors import InputError
-from .inputs import SkippedInput
-from .pipeline import RunSetup, _name, check_classes, load_or_skip
+from .errors import InputError, ModelError
+from .inputs import InputSet, SkippedInput
+from .pipeline import RunSetup, check_classes, load_or_skip
 from .stats.measures import detect_output_kind, is_probabilities, to_probabilities
 
 log = logging.getLogger("onnxcert")
@@ -160,9 +160,11 @@ def _record(i: int, items, p: np.ndarray, classes, top_k: int) -> CheckRecord:
     return CheckRecord(i, items.names[i], items.labels[i], int(order[0]), top)
 
 
-def _nan(out: np.ndarray, indices: Sequence[int], items) -> Exception:
-    from .errors import ModelError
+def _name(items: InputSet, i: int) -> str:
+    return items.names[i] or f"{items.source}[{i}]"
 
+
+def _nan(out: np.ndarray, indices: Sequence[int], items) -> Exception:
     bad = indices[int(np.flatnonzero(~np.all(np.isfinite(out), axis=1))[0])]
     return ModelError(f"the model's output holds NaN or inf for input {bad} ({_name(items, bad)})")
 
