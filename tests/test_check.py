@@ -267,3 +267,19 @@ def test_python_api_check_model_mirrors_the_command(tmp_path, coloured):
     res = cli("check", model, coloured, "--top", "1", "--limit", "4", "-o", tmp_path / "c.json")
     assert result.to_dict()["records"] == json.loads((tmp_path / "c.json").read_text())["records"]
     assert result.clean_accuracy == 1.0 and len(result.records) == 4 and not result.warnings
+
+
+def test_preprocess_from_a_hf_file_reaches_the_model(tmp_path, coloured):
+    """--preprocess-from on the command line: the dumped tensor is transformers' (to 1e-5)."""
+    from tests.test_preprocess_configs import _hf_reference
+
+    hf = {"do_resize": True, "size": {"height": 6, "width": 5}, "resample": 3, "do_rescale": True,
+          "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.3, 0.4]}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(hf))
+    res = cli("check", om.channel_means(tmp_path / "m.onnx"), coloured, "--preprocess-from",
+              tmp_path / "preprocessor_config.json", "--dump", "2", "--dump-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+    want = _hf_reference(coloured / "1" / "0.png", resize=("hw", (6, 5)), resample=3, mean=hf["image_mean"],
+                         std=hf["image_std"])
+    np.testing.assert_allclose(np.load(tmp_path / "check-input-2.npy"), want, rtol=0, atol=1e-5)
+    assert "resize exact (bicubic)" in res.output
