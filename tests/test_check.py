@@ -283,3 +283,13 @@ def test_preprocess_from_a_hf_file_reaches_the_model(tmp_path, coloured):
                          std=hf["image_std"])
     np.testing.assert_allclose(np.load(tmp_path / "check-input-2.npy"), want, rtol=0, atol=1e-5)
     assert "resize exact (bicubic)" in res.output
+
+
+def test_inspect_shows_what_a_timm_file_sets(tmp_path):
+    (tmp_path / "timm.json").write_text(json.dumps({"input_size": [3, 6, 5], "crop_mode": "squash",
+                                                    "interpolation": "lanczos", "crop_pct": 0.5}))
+    res = cli("inspect", om.channel_means(tmp_path / "m.onnx"), "--preprocess-from", tmp_path / "timm.json",
+              "--classes", "r,g,b")
+    assert res.exit_code == 0, res.output
+    assert "resize exact (to [12, 10] before the crop) with lanczos, crop center (offsets rounded)" in res.output
+    assert "mean [0.485, 0.456, 0.406]" in res.output and "3 class names" in res.output

@@ -54,7 +54,7 @@ def inspect_cmd(
     out("preprocessing (model input shape < model metadata < config file < flags):")
     out(f"  size {list(p.size) if p.size else 'per image'}, resize {p.resize}"
         + (f" (shorter side to {p.resize_to}, longer side {p.resize_round}ed)" if p.resize == "shorter" and p.resize_to
-           else f" (to {p.resize_to} before the crop)" if p.resize == "exact" and p.resize_to else "")
+           else f" (to {_hw(p.resize_to)} before the crop)" if p.resize == "exact" and p.resize_to else "")
         + (f" with {p.interpolation}" if p.resize != "none" else "")
         + f", crop {p.crop}" + (f" (offsets {p.crop_offset}ed)" if p.crop == "center" else "")
         + f", channels {p.channels}, layout {p.layout}")
@@ -68,6 +68,10 @@ def inspect_cmd(
         out(f"providers  {', '.join(import_ort().get_available_providers())}")
     except Exception:  # onnxruntime missing: inspect still works with onnx alone
         out("providers  onnxruntime is not installed")
+
+
+def _hw(value) -> str:
+    return str(list(value)) if isinstance(value, tuple) else f"[{value}, {value}]"
 
 
 def _try(fn, *args):
