@@ -393,8 +393,11 @@ def resolve(*, cli: Mapping | Sequence[Mapping] | None = None, file: Mapping | N
     A config file or flag that contradicts the model's own model/preprocess metadata wins, with
     a warning. ``require_sigma=False`` (``inspect``) leaves ``settings.sigma`` None when unset.
     """
+    from .preprocess_configs import expand_from
+
     meta = metadata_layer(metadata, source=source) if metadata else {}
-    upper = [meta, file or {}, *([cli] if isinstance(cli, Mapping) else (cli or ()))]
+    given = [file or {}, *([cli] if isinstance(cli, Mapping) else (cli or ()))]
+    upper = [meta, *(expand_from(layer) for layer in given)]  # a preprocess.from file read once, here
     merged = merge(*upper)
     derived = shape(merged) if callable(shape) else (shape or {})
     _warn_overrides(meta, merged, source)
