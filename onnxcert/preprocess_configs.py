@@ -335,6 +335,6 @@ def _hw(value: Any, where: str) -> tuple[int, int] | None:
         return None
     if _int(value):
         return int(value), int(value)
-    if isinstance(value, Mapping) and set(value) == {"height", "width"} and _int(value["height"]) and _int(value["width"]):
+    if isinstance(value, Mapping) and set(value) == {"height", "width"} and all(_int(v) for v in value.values()):
         return int(value["height"]), int(value["width"])
     raise ConfigError(f"{where} must be an integer or {{height, width}}, got {value!r}")

@@ -13,18 +13,21 @@ from .options import (ClassesOpt, ConfigOpt, Device, Force, InputName, LabelColu
                       OutputKind, OutputName, PreprocessFrom, Quiet, Skip, app, handle_errors, input_options,
                       model_layer_flags, setup_logging)
 
+CheckOutput = Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the result as JSON (clean_accuracy, count, records with the top classes).")]
+Dump = Annotated[Optional[int], typer.Option("--dump", help="Write input INDEX as the model receives it (check-input-INDEX.npy, normalized) and, for images, check-input-INDEX.png (x in [0, 1] before normalization, in RGB order).")]
+DumpDir = Annotated[Path, typer.Option("--dump-dir", help="Folder for the --dump files.")]
+Reference = Annotated[Optional[Path], typer.Option("--reference", help="Expected outputs, one row per input in order: .npz/.npy/.csv of scores [N, k] or predicted classes [N]; reports the largest difference.")]
+Top = Annotated[int, typer.Option("--top", help="Classes shown per input.")]
+Show = Annotated[int, typer.Option("--show", help="Inputs listed on the terminal (all are in -o).")]
+
 
 @app.command("check")
 @handle_errors
 def check_cmd(
     model: Annotated[Path, typer.Argument(help="The ONNX classifier.")],
     inputs: Annotated[Path, typer.Argument(help="A folder of images, an image, a .npy or a .npz (as for `run`).")],
-    config: ConfigOpt = None, output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the result as JSON (clean_accuracy, count, records with the top classes).")] = None,
-    dump: Annotated[Optional[int], typer.Option("--dump", help="Write input INDEX as the model receives it (check-input-INDEX.npy, normalized) and, for images, check-input-INDEX.png (x in [0, 1] before normalization, in RGB order).")] = None,
-    dump_dir: Annotated[Path, typer.Option("--dump-dir", help="Folder for the --dump files.")] = Path("."),
-    reference: Annotated[Optional[Path], typer.Option("--reference", help="Expected outputs, one row per input in order: .npz/.npy/.csv of scores [N, k] or predicted classes [N]; reports the largest difference.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Classes shown per input.")] = 5,
-    show: Annotated[int, typer.Option("--show", help="Inputs listed on the terminal (all are in -o).")] = 50,
+    config: ConfigOpt = None, output: CheckOutput = None, dump: Dump = None, dump_dir: DumpDir = Path("."),
+    reference: Reference = None, top: Top = 5, show: Show = 50,
     classes: ClassesOpt = None, preprocess_from: PreprocessFrom = None, output_kind: OutputKind = None,
     input_name: InputName = None, output_name: OutputName = None,
     skip: Skip = None, limit: Limit = None, labels_csv: LabelsCsv = None, label_columns: LabelColumns = None,
