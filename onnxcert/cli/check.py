@@ -13,6 +13,9 @@ from .options import (ClassesOpt, ConfigOpt, Device, Force, InputName, LabelColu
                       OutputKind, OutputName, PreprocessFrom, Quiet, Skip, app, handle_errors, input_options,
                       model_layer_flags, setup_logging)
 
+# check adds no noise: sigma only satisfies validation, and naive needs no calibrated band
+NO_NOISE = {"smoothing": {"sigma": 1.0}, "certify": {"methods": ["naive"]}}
+
 CheckOutput = Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the result as JSON (clean_accuracy, count, records with the top classes).")]
 Dump = Annotated[Optional[int], typer.Option("--dump", help="Write input INDEX as the model receives it (check-input-INDEX.npy, normalized) and, for images, check-input-INDEX.png (x in [0, 1] before normalization, in RGB order).")]
 DumpDir = Annotated[Path, typer.Option("--dump-dir", help="Folder for the --dump files.")]
