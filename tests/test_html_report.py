@@ -18,8 +18,8 @@ from scipy import stats
 
 from browser import find_chromium, open_page
 from onnxcert.reports.html import Source, render_html
-from onnxcert.reports.metrics_more import accuracy_interval, by_class, certified_steps
-from onnxcert.summary import parse_report
+from onnxcert.reports.metrics import accuracy_interval, by_class, certified_steps
+from onnxcert.reports.read import parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RADII = [0.0, 0.25, 0.5, 0.75]
@@ -242,6 +242,7 @@ PAGE_FACTS = """JSON.stringify({
   thumbs: [...document.querySelectorAll('.thumbs img')].map(i => i.complete && i.naturalWidth > 0),
   cards: document.querySelectorAll('.thumbs .card').length,
   summary_rows: document.querySelectorAll('#summary table.label tbody tr').length,
+  ci_rows: document.querySelectorAll('tr.ci').length,
   command: (document.querySelector('pre.command') || {}).textContent || null,
 })"""
 
@@ -272,7 +273,7 @@ def test_readme_run_then_report_opens_in_headless_chromium(tmp_path):
     assert all(w > 300 for w in facts["chart_sizes"])
     assert facts["class_rows"] == [10, 10, 10]
     assert facts["cards"] == 16 and len(facts["thumbs"]) == 16 and all(facts["thumbs"])
-    assert facts["summary_rows"] == 1
+    assert facts["summary_rows"] == 2 and facts["ci_rows"] == 1 + 2 * 3 * 5  # label; measures x methods x c
     png = Image.open(shot)
     assert png.size[0] == 1280 and png.size[1] > 2000
     assert len(np.unique(np.asarray(png.convert("L").resize((64, 256))))) > 20  # not a blank page

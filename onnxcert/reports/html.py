@@ -23,17 +23,18 @@ import io
 import json
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..summary import (DEFINITIONS, RADIUS_UNITS, ReportData, _label_rows, _measure_rows, _measures,
-                       _overview_rows, default_method, parse_report, report_names, summarize_report)
 from . import svg
-from .metrics_more import accuracy_interval, by_class, certified_steps, class_names, population
+from .metrics import (ClassTable, by_class, certified_steps, class_names, default_method, population, report_names,
+                      summarize_datas)
+from .read import RADIUS_UNITS, ReportData, parse_report
+from .render import DEFINITIONS, TEXT_COLUMNS, Block, class_blocks, summary_blocks, summary_notes
 
 THUMBS = 8  # inputs shown at each end of the radius ranking
 THUMB_PX = 96  # thumbnails are encoded at most this large; small images are scaled up by CSS
@@ -55,8 +56,7 @@ def render_html(sources: Sequence[Source], *, gate: Any = None, title: str | Non
     with ``passed`` and ``line()``, and ``lines()``), shown first."""
     datas = [parse_report(s.report, s.name) for s in sources]
     names = report_names(datas) if len(datas) > 1 else [_short_name(datas[0])]
-    radii = sorted({float(r) for d in datas for r in d.settings["radii"]})
-    summaries = [summarize_report(d, radii=radii, name=n) for d, n in zip(datas, names)]
+    summaries = [replace(s, name=n) for s, n in zip(summarize_datas(datas), names)]
     title = title or "onnxcert report: " + ", ".join(names)
     several = len(datas) > 1
 
@@ -71,7 +71,7 @@ def render_html(sources: Sequence[Source], *, gate: Any = None, title: str | Non
     parts = [f"<h1>{escape(title)}</h1>", _lede(datas)]
     if gate is not None:
         parts.append(_gate_section(gate))
-    parts.append(_summary_section(summaries, datas))
+    parts.append(_summary_section(summaries))
     if several:
         parts.append(_overlay_section(datas, names))
     parts.append(per_report("figures", "Figures", lambda d, s: _figures(d)))
@@ -80,7 +80,7 @@ def render_html(sources: Sequence[Source], *, gate: Any = None, title: str | Non
     parts.append(per_report("inputs", "Inputs with the smallest and the largest label radii (Figure 4)",
                             lambda d, s: _thumbs_section(d, s.base_dirs)))
     parts.append(per_report("settings", "Settings and provenance", lambda d, s: _settings_section(d)))
-    parts.append(f'<footer><p>{escape(DEFINITIONS)}</p></footer>')
+    parts.append(f'<footer><p>{escape(DEFINITIONS)}</p><p>{escape(summary_notes(summaries, True)[-1])}</p></footer>')
     return _page(title, "\n".join(parts))
 
 
@@ -103,7 +103,7 @@ def _lede(datas: Sequence[ReportData]) -> str:
     return (f'<p class="lede">Certified with onnxcert {escape(str(version))} on {escape(str(created))}. '
             "Radii are L2 norms in [0, 1] pixel space (the units of sigma): noise is added after resize/crop, "
             "before (x - mean) / std. Each certificate holds with probability at least 1 - alpha over the "
-            "sampling noise; the intervals beside certified accuracy (95%, Clopper-Pearson) are about the "
+            "sampling noise; the intervals under certified accuracy (95%, Clopper-Pearson) are about the "
             "finite test set.</p>")
 
 
@@ -118,57 +118,39 @@ def _gate_section(gate: Any) -> str:
             f'{"passed" if passed else "FAILED"}</h2><ul>{rows}</ul><p>{escape(verdict)}</p></section>')
 
 
-TEXT_COLUMNS = ("report", "model", "method", "class")
-
-
 def _table(head: Sequence[str], groups: Sequence[Sequence[Sequence[str]]], cls: str = "") -> str:
     num = ["" if h in TEXT_COLUMNS else "num" for h in head]
     th = "".join(f'<th class="{n}">{escape(h)}</th>' for h, n in zip(head, num))
     bodies = []
     for rows in groups:
-        trs = "".join("<tr>" + "".join(f'<td class="{n}">{escape(v)}</td>' for n, v in zip(num, row)) + "</tr>"
-                      for row in rows)
+        trs = "".join(f'<tr{_row_class(row)}>' + "".join(f'<td class="{n}">{escape(v)}</td>' for n, v in zip(num, row))
+                      + "</tr>" for row in rows)
         bodies.append(f"<tbody>{trs}</tbody>")
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead>{"".join(bodies)}</table>'
 
 
-def _summary_section(summaries: Sequence[Any], datas: Sequence[ReportData]) -> str:
-    out = ['<section id="summary"><h2>Summary</h2>']
-    head, rows = _overview_rows(summaries)
-    out.append(_table(head, [rows], "overview"))
-    out.append("<h3>Label certificate (Cohen et al. 2019): certified accuracy</h3>")
-    head, rows = _label_rows(summaries)
-    out.append(_table(head, [rows], "label"))
-    out.append(_intervals(summaries, datas))
-    out.append("</section>")
-    return "\n".join(out)
+def _row_class(row: Sequence[str]) -> str:
+    return ' class="ci"' if any(c.endswith("% CI") for c in row[:3]) else ""
+
+
+def _block(b: Block, cls: str, level: str = "h3") -> str:
+    return f"<{level}>{escape(b.title)}</{level}>" + _table(b.head, b.groups, cls)
+
+
+def _summary_section(summaries: Sequence[Any]) -> str:
+    overview, label, *_ = summary_blocks(summaries, intervals=True)
+    return "\n".join(['<section id="summary"><h2>Summary</h2>', _table(overview.head, overview.groups, "overview"),
+                      _block(label, "label"), "</section>"])
 
 
 def _confidence_section(summaries: Sequence[Any]) -> str:
+    _, _, *measures = summary_blocks(summaries, intervals=True)
     out = ['<section id="confidence"><h2>Certified confidence (Kumar et al. 2020)</h2>']
-    for m in _measures(summaries):
-        out.append(f"<h3>{escape(m)} &ge; c: certified accuracy</h3>")
-        head, groups = _measure_rows(summaries, m)
-        out.append(_table(head, groups, f"measure measure-{escape(m)}"))
+    out += [_block(replace(b, title=b.title.replace("Certified confidence: ", "").replace(" (Kumar et al. 2020)", "")),
+                   f"measure measure-{escape(b.title.split(':')[1].split()[0])}") for b in measures]
+    out += [f'<p class="note">{escape(line)}</p>' for line in summary_notes(summaries, intervals=True)[:-1]]
     out.append("</section>")
     return "\n".join(out)
-
-
-def _intervals(summaries: Sequence[Any], datas: Sequence[ReportData]) -> str:
-    """The label certificate's certified accuracy with its 95% Clopper-Pearson interval."""
-    cells = []
-    for s, d in zip(summaries, datas):
-        if s.label.accuracy is None:
-            continue
-        m = int(np.count_nonzero(d.labelled))
-        row = []
-        for r, a in zip(s.radii, s.label.accuracy):
-            lo, hi = accuracy_interval(round(a * m), m)
-            row.append(f"r={r:g}: {a:.3f} [{lo:.3f}, {hi:.3f}]")
-        cells.append(f"<li><b>{escape(s.name)}</b> ({m} labelled inputs): {escape('; '.join(row))}</li>")
-    if not cells:
-        return ""
-    return '<p class="note">95% intervals over the test set:</p><ul class="intervals">' + "".join(cells) + "</ul>"
 
 
 # ---------------------------------------------------------------- figures
@@ -288,40 +270,17 @@ def _figures(data: ReportData) -> str:
     return "\n".join(out)
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return "inf" if math.isinf(x) else f"{x:.{digits}f}"
-
-
 def _class_section(data: ReportData) -> str:
-    radii = [float(r) for r in data.settings["radii"]]
+    """The label certificate's per-class table, and each measure's at its middle threshold with
+    the default method (``summary --by-class`` prints every threshold)."""
+    radii = tuple(float(r) for r in data.settings["radii"])
     method = default_method(data.methods)
-    certs = [("label certificate (Cohen et al.)", data.label_radius)]
+    tables = [ClassTable("", "label certificate (Cohen et al.)", radii, by_class(data, data.label_radius, radii))]
     for m in data.measures:
-        th = data.thresholds(m)
-        j = len(th) // 2
-        certs.append((f"{m} >= {th[j]:g} ({method})", data.radius[m, method][:, j]))
-    labelled = data.labelled.any()
-    out = [] if labelled else ['<p class="note">No labels: inputs grouped by predicted class.</p>']
-    for what, col in certs:
-        rows = by_class(data, col, radii)
-        head = ["class", "inputs"] + (["smoothed acc"] if labelled else [])
-        if any(r.clean_accuracy is not None for r in rows):
-            head.append("clean acc")
-        head += ["abstain"] + [f"r={r:g}" for r in radii] + ["mean R", "inf"]
-        body = []
-        for r in rows:
-            cells = [f"{r.label}" + (f" ({r.name})" if r.name and r.name != str(r.label) else ""), str(r.count)]
-            if labelled:
-                cells.append(_fmt(r.smoothed_accuracy))
-            if "clean acc" in head:
-                cells.append(_fmt(r.clean_accuracy))
-            cells += [_fmt(r.abstain_rate)] + [_fmt(a) for a in r.accuracy] + [_fmt(r.mean_radius), str(r.inf_count)]
-            body.append(cells)
-        out.append(f'<h4>{escape(what)}: {"certified accuracy" if labelled else "fraction certified"} by class</h4>')
-        out.append(_table(head, [body], "by-class"))
-    return "\n".join(out)
+        j = len(data.thresholds(m)) // 2
+        rows = by_class(data, data.radius[m, method][:, j], radii)
+        tables.append(ClassTable("", f"{m} >= {data.thresholds(m)[j]:g} ({method})", radii, rows))
+    return "\n".join(_block(replace(b, title=b.title.lstrip(": ")), "by-class", "h4") for b in class_blocks(tables))
 
 
 # ---------------------------------------------------------------- thumbnails (Figure 4)
@@ -451,7 +410,7 @@ h3{font-size:15px;margin:20px 0 6px}h4{font-size:13px;margin:14px 0 4px;color:#3
 table{border-collapse:collapse;background:#fff;margin:4px 0 10px;font-size:12.5px}
 th,td{border:1px solid #dde1e6;padding:3px 8px;text-align:left;vertical-align:top}
 thead th{background:#eef1f4}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-tbody+tbody{border-top:2px solid #9aa3ad}
+tbody+tbody{border-top:2px solid #9aa3ad}tr.ci td{color:#66707c;font-size:11px;padding-top:0;border-top:none}
 table.kv th{background:#f3f5f7;font-weight:500;white-space:nowrap}table.kv td{font-family:ui-monospace,monospace;word-break:break-all}
 pre{background:#fff;border:1px solid #dde1e6;padding:8px 10px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
 .figures{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;background:#fff;border:1px solid #dde1e6;display:inline-block}
