@@ -30,10 +30,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..files import atomic_write_text
 from . import svg
 from .metrics import (ClassTable, by_class, certified_steps, class_names, default_method, population, report_names,
                       summarize_datas)
-from .read import RADIUS_UNITS, ReportData, parse_report
+from .read import RADIUS_UNITS, ReportData, load_report, parse_report
 from .render import DEFINITIONS, TEXT_COLUMNS, Block, class_blocks, summary_blocks, summary_notes
 
 THUMBS = 8  # inputs shown at each end of the radius ranking
@@ -426,3 +428,40 @@ li.fail{color:#a61b0f;font-weight:600}
 ul.intervals{font-size:12.5px;margin-top:0}
 footer{margin-top:30px;color:#4a5360;font-size:12px}
 """
+
+
+# ---------------------------------------------------------------- files
+
+SUFFIXES = (".html", ".htm")
+
+
+def check_output(path: str | Path) -> Path:
+    """The page's path, refused (ConfigError) unless it ends in .html or .htm."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"the HTML page must end in .html or .htm, got {str(path)!r}")
+    if path.is_dir():
+        raise ConfigError(f"{str(path)!r} is a directory")
+    return path
+
+
+def write_html(path: str | Path, sources: Sequence[Source], *, gate: Any = None, title: str | None = None) -> Path:
+    """Render and write the page atomically."""
+    return atomic_write_text(check_output(path), render_html(sources, gate=gate, title=title))
+
+
+def report_page(paths: Sequence[str | Path], output: str | Path, *, rules: Sequence[Any] = (),
+                title: str | None = None) -> Path:
+    """``onnxcert report``: load the reports, evaluate ``rules`` (gate.Rule) on the first, write the page.
+    Input paths in a report are looked up from the working directory, then from the report's folder."""
+    check_output(output)
+    if not paths:
+        raise ConfigError("give at least one REPORT.json")
+    datas = [load_report(p) for p in paths]
+    gate = None
+    if rules:
+        from ..gate import evaluate_rules
+
+        gate = evaluate_rules(datas[0], rules, allow_incomplete=True)
+    sources = [Source(d.report, d.source, (Path("."), Path(d.source).parent)) for d in datas]
+    return write_html(output, sources, gate=gate, title=title)

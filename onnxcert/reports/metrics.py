@@ -61,6 +61,17 @@ def certified_accuracy_at(radius: np.ndarray, data: ReportData, radii: Iterable[
     return certified_fraction(radius[data.labelled], data.correct[data.labelled], radii)
 
 
+def certified_accuracy_interval(radius: np.ndarray, data: ReportData, r: float,
+                                confidence: float = 0.95) -> tuple[float, float] | None:
+    """The ``accuracy_interval`` of certified accuracy at ``r`` over the labelled records; None
+    when no record has a label."""
+    if not data.labelled.any():
+        return None
+    rad, ok = radius[data.labelled], data.correct[data.labelled]
+    hits = int(np.count_nonzero(ok & ~np.isnan(rad) & (rad >= r)))
+    return accuracy_interval(hits, len(rad), confidence)
+
+
 def certified_accuracy_table(records: Sequence[Mapping], measure: str, method: str,
                              n_thresholds: int, radii: Sequence[float]) -> list[list[float]]:
     """Certified accuracy per threshold and radius straight from record dicts (the report's
@@ -426,7 +437,7 @@ def check_comparable(a: ReportData, b: ReportData, *, allow: bool, what: str = "
     the mismatches (to show as a warning)."""
     found = mismatches(a, b)
     if found and not allow:
-        raise ConfigError(f"cannot {what} {a.source} with {b.source}: they differ in {', '.join(found)}; "
+        raise ConfigError(f"cannot {what}: {a.source} and {b.source} differ in {', '.join(found)}; "
                           "pass --allow-mismatch to do it anyway")
     return found
 
