@@ -81,15 +81,22 @@ def report_cmd(
 @app.command("plot")
 @handle_errors
 def plot_cmd(
-    report: ReportArg,
+    reports: Annotated[List[Path], typer.Argument(help="One or more REPORT.json; several are overlaid (e.g. one per sigma), a panel per measure and threshold.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Figure file: .png, .svg or .pdf by suffix.")] = Path("curves.png"),
+    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to draw. \\[default: all in the report]")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to draw. \\[default: cdf-bj and naive, as the paper's CDF and baseline]")] = None,
+    thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="Comma-separated thresholds c to draw (for each measure, those it has). \\[default: all]")] = None,
+    size: Annotated[str, typer.Option("--size", help="full: a panel per row entry, for screens and slides. column: 3.4 inches wide, panels stacked, small type, for one column of a paper.")] = "full",
     max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. \\[default: just past the largest certified radius]")] = None,
 ) -> None:
-    """Certified accuracy vs L2 radius (one panel per measure, a line per threshold and method) and
-    prediction score vs the label certificate's radius. Needs the [plot] extra."""
+    """Certified accuracy vs L2 radius as exact step curves (Kumar et al. 2020, Figure 5), and for
+    one report the prediction score vs the label certificate's radius (Figure 3). Needs the
+    [plot] extra."""
     from ..plot import plot
 
-    path = plot(report, output, radii_max=max_radius)
+    path = plot(reports, output, radii_max=max_radius, measures=split_list(measures, "--measures"),
+                methods=split_list(methods, "--methods"), thresholds=float_list(thresholds, "--thresholds"),
+                size=size)
     typer.echo(f"wrote {path}", err=True)
 
 

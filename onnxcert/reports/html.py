@@ -197,10 +197,10 @@ def figure5(data: ReportData, measure: str, x_max: float) -> str:
         color = svg.PALETTE[j % len(svg.PALETTE)]
         for method, dash, width in styles:
             xs, ys = certified_steps(data.radius[measure, method][:, j], data, x_max)
-            lines.append(svg.Line(f"{measure} >= {c:g}, {method}", xs, ys, color, dash, width))
+            lines.append(svg.Line(f"{measure} >= {c:g}, {method}", xs, ys, color, dash, width, steps=True))
         legend.append(svg.Line(f"c = {c:g}", (), (), color, "solid", 2.0))
     xs, ys = certified_steps(data.label_radius, data, x_max)
-    label = svg.Line("label certificate (Cohen et al.)", xs, ys, "#000", "dotted", 1.8)
+    label = svg.Line("label certificate (Cohen et al.)", xs, ys, "#000", "dotted", 1.8, steps=True)
     lines.append(label)
     legend += [svg.Line(f"{m} ({d})", (), (), "#555", d, w) for m, d, w in styles] + [
         svg.Line("label (Cohen et al.)", (), (), "#000", "dotted", 1.8)]
@@ -251,7 +251,7 @@ def _overlay_section(datas: Sequence[ReportData], names: Sequence[str]) -> str:
     lines = []
     for i, (d, n) in enumerate(zip(datas, names)):
         xs, ys = certified_steps(d.label_radius, d, x_max)
-        lines.append(svg.Line(n, xs, ys, svg.PALETTE[i % len(svg.PALETTE)], "solid", 2.0))
+        lines.append(svg.Line(n, xs, ys, svg.PALETTE[i % len(svg.PALETTE)], "solid", 2.0, steps=True))
     frame = svg.Frame((0.0, x_max), (0.0, 1.0), RADIUS_UNITS, "certified accuracy",
                       "label certificate, every report", width=760, legend_width=330)
     return ('<section id="overlay"><h2>Reports compared</h2>'

@@ -287,20 +287,18 @@ def default_method(methods: Sequence[str]) -> str:
 
 
 def certified_steps(radius: np.ndarray, data: ReportData, x_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """Corners of the exact certified-accuracy curve on [0, x_max]: at each distinct certified
-    radius u the curve holds its value up to u (an input with radius u is certified at u) and
-    drops right after. Fraction certified when the report has no labels."""
+    """The exact certified-accuracy curve on [0, x_max], as its value at 0, at every distinct
+    certified radius u <= x_max, and at x_max. Between two such points the curve is constant at
+    the right point's value (an input with radius u still counts at u): draw it as a step that
+    changes just after each point ("steps-pre"). Fraction certified when there are no labels."""
     rows, ok = population(data)
     rad = radius[rows]
     hits = np.sort(rad[ok[rows] & ~np.isnan(rad)])
     m = len(rad)
-    xs, ys = [0.0], [np.count_nonzero(hits >= 0.0) / m]
-    for u in np.unique(hits[np.isfinite(hits) & (hits <= x_max)]):
-        xs += [float(u), float(u)]
-        ys += [np.count_nonzero(hits >= u) / m, np.count_nonzero(hits > u) / m]
-    xs.append(x_max)
-    ys.append(np.count_nonzero(hits >= x_max) / m)
-    return np.asarray(xs), np.asarray(ys, float)
+    drops = np.unique(hits[np.isfinite(hits) & (hits > 0) & (hits < x_max)])
+    xs = np.concatenate([[0.0], drops, [x_max]])
+    ys = (len(hits) - np.searchsorted(hits, xs, side="left")) / m  # #{hits >= x} / m
+    return xs, ys
 
 
 def accuracy_interval(hits: int, m: int, confidence: float = 0.95) -> tuple[float, float]:

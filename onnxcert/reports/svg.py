@@ -29,6 +29,7 @@ class Line:
     dash: str = "solid"
     width: float = 1.6
     legend: bool = True
+    steps: bool = False  # a step function: constant at ys[i] on (xs[i-1], xs[i]] ("steps-pre")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,17 @@ def _stroke(color: str, dash: str, width: float) -> str:
     return f'fill="none" stroke="{color}" stroke-width="{width}"{extra}'
 
 
+def _corners(xs: Sequence[float], ys: Sequence[float]) -> list[tuple[float, float]]:
+    """A "steps-pre" step function's polyline: up or down at each x, then across at the next y."""
+    out = [(xs[0], ys[0])] if len(xs) else []
+    for i in range(1, len(xs)):
+        out += [(xs[i - 1], ys[i]), (xs[i], ys[i])]
+    return out
+
+
 def _line(c: _Canvas, line: Line) -> str:
-    pts = " ".join(f"{c.x(x):.2f},{c.y(y):.2f}" for x, y in zip(line.xs, line.ys))
+    points = _corners(line.xs, line.ys) if line.steps else list(zip(line.xs, line.ys))
+    pts = " ".join(f"{c.x(x):.2f},{c.y(y):.2f}" for x, y in points)
     return (f'<polyline class="curve" points="{pts}" {_stroke(line.color, line.dash, line.width)} '
             f'stroke-linejoin="miter"><title>{escape(line.label)}</title></polyline>')
 
