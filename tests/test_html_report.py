@@ -16,57 +16,17 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+import report_factory
 from browser import find_chromium, open_page
 from onnxcert.reports.html import Source, render_html
 from onnxcert.reports.metrics import accuracy_interval, by_class, certified_steps
 from onnxcert.reports.read import parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
-RADII = [0.0, 0.25, 0.5, 0.75]
-THRESHOLDS = {"score": [0.5, 0.7, 0.9], "margin": [0.0, 0.4]}
-METHODS = ["naive", "cdf-bj"]
-
-
-def _radius(rng, p_null=0.15, p_inf=0.05):
-    u = rng.random()
-    if u < p_null:
-        return None
-    if u < p_null + p_inf:
-        return "inf"
-    return float(np.round(rng.uniform(0, 1.0), 2))  # rounded: ties between inputs are common
-
-
-def synthetic_report(m=60, seed=0, labelled=True, images=None):
-    """A report dict with ties, nulls, "inf" radii, one unlabelled record and some image paths."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for i in range(m):
-        label = int(rng.integers(0, 4)) if labelled and i != 3 else None
-        pred = label if label is not None and rng.random() < 0.8 else int(rng.integers(0, 4))
-        conf = {}
-        for meas, th in THRESHOLDS.items():
-            conf[meas] = {"mean": float(rng.uniform(0.3, 1.0))}
-            for meth in METHODS:
-                conf[meas][meth] = {"lower_bounds": sorted(rng.uniform(0, 1, len(RADII)).tolist(), reverse=True),
-                                    "upper_bounds": [1.0] * len(RADII), "radius": [_radius(rng) for _ in th]}
-        records.append({
-            "index": i, "input": images[i] if images and i < len(images) else None, "label": label,
-            "prediction": pred, "correct": None if label is None else pred == label,
-            "clean_prediction": label if label is not None and rng.random() < 0.9 else int(rng.integers(0, 4)),
-            "label_certificate": {"p_lower": 0.9, "radius": _radius(rng)}, "confidence": conf})
-    return {
-        "schema": "onnxcert.report/1", "onnxcert_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
-        "complete": True, "count": m, "total": m, "model": {"path": "models/toy.onnx", "sha256": "0" * 64},
-        "settings": {"sigma": 0.25, "alpha": 0.001, "n0": 100, "n": 1000, "seed": 0, "measures": list(THRESHOLDS),
-                     "methods": METHODS, "thresholds": THRESHOLDS, "radii": RADII,
-                     "classes": ["cat", "dog", "3", "<b>bird</b>"]},
-        "command": ["onnxcert", "run", "models/toy.onnx", "data", "--n", "1000"],
-        "config": {"smoothing": {"sigma": 0.25, "n": 1000}},
-        "provenance": {"python": "3.11"}, "records": records, "skipped": []}
-
-
-def _r(value):
-    return math.nan if value is None else (math.inf if value == "inf" else value)
+RADII = report_factory.RADII
+THRESHOLDS = report_factory.THRESHOLDS
+_r = report_factory.radius_value
+synthetic_report = report_factory.synthetic_report
 
 
 # ---------------------------------------------------------------- the numbers, recomputed here
@@ -248,18 +208,19 @@ PAGE_FACTS = """JSON.stringify({
 
 
 @pytest.mark.slow
-def test_readme_run_then_report_opens_in_headless_chromium(tmp_path):
-    """The README's main command (at n = 1000 for speed), then the page, in a real browser."""
+def test_readme_run_then_report_opens_in_headless_chromium(tmp_path, monkeypatch):
+    """The README's main command (at n = 1000 for speed), then `onnxcert report`, in a real browser."""
     from cli_helpers import cli
 
     chromium = _chromium()
+    monkeypatch.chdir(ROOT)  # the README's command runs from the repository root, with relative paths
     out = tmp_path / "report.json"
-    res = cli("run", ROOT / "sample_models/digits_sigma0.25.onnx", ROOT / "sample_models/digits_test",
-              "--n", "1000", "-o", out, "--force", "-q")
+    res = cli("run", "sample_models/digits_sigma0.25.onnx", "sample_models/digits_test", "--n", "1000",
+              "-o", out, "--force", "-q")
     assert res.exit_code == 0, res.output
-    report = json.loads(out.read_text())
     page = tmp_path / "report.html"
-    page.write_text(render_html([Source(report, str(out), (ROOT, Path.cwd()))]))
+    res = cli("report", out, "-o", page)
+    assert res.exit_code == 0, res.output
     shot = tmp_path / "report.png"
     result = open_page(page, PAGE_FACTS, screenshot=shot, chromium=chromium)
     assert result.errors() == []
@@ -274,9 +235,68 @@ def test_readme_run_then_report_opens_in_headless_chromium(tmp_path):
     assert facts["class_rows"] == [10, 10, 10]
     assert facts["cards"] == 16 and len(facts["thumbs"]) == 16 and all(facts["thumbs"])
     assert facts["summary_rows"] == 2 and facts["ci_rows"] == 1 + 2 * 3 * 5  # label; measures x methods x c
+    assert facts["command"].startswith("onnxcert run sample_models/digits_sigma0.25.onnx sample_models/digits_test")
     png = Image.open(shot)
     assert png.size[0] == 1280 and png.size[1] > 2000
     assert len(np.unique(np.asarray(png.convert("L").resize((64, 256))))) > 20  # not a blank page
+
+
+def test_run_html_writes_the_page_with_the_gate_and_the_run_in_it(tmp_path, monkeypatch):
+    from cli_helpers import cli, error_line
+
+    monkeypatch.chdir(ROOT)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {measure: label, radius: 0.25, min_accuracy: 0.99}\n")
+    args = ["run", "sample_models/digits_sigma0.25.onnx", "sample_models/digits_test", "--n", "200", "--n0", "20",
+            "--measures", "score", "--methods", "cdf-bj", "-o", tmp_path / "r.json", "-q"]
+    res = cli(*args, "--html", tmp_path / "r.txt")
+    assert res.exit_code == 2 and "must end in .html" in error_line(res)
+    assert not (tmp_path / "r.json").exists()  # refused before any work
+    res = cli(*args, "--html", tmp_path / "r.html", "--gate", rules)
+    assert res.exit_code == 1, res.output  # the gate fails (label certified accuracy < 0.99 at n = 200)
+    page = (tmp_path / "r.html").read_text()
+    assert 'class="gate fail"' in page and "FAIL  label certificate r=0.25" in page
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["command"][:4] == ["onnxcert", "run", "sample_models/digits_sigma0.25.onnx",
+                                     "sample_models/digits_test"]
+    assert report["config"]["smoothing"]["n"] == 200 and report["config"]["certify"]["methods"] == ["cdf-bj"]
+    assert report["config"]["preprocess"]["size"] == [8, 8]
+    res = cli(*args, "--html", tmp_path / "r.html", "--force")
+    assert res.exit_code == 0  # no gate: exit 0, page rewritten without one
+    assert 'id="gate"' not in (tmp_path / "r.html").read_text()
+    res = cli(*args[:-3], "-o", tmp_path / "s.json", "-q", "--html", tmp_path / "r.html")
+    assert res.exit_code == 2 and "exists; pass --force" in error_line(res)
+
+
+def test_the_reports_config_runs_again_to_the_same_settings(tmp_path, monkeypatch):
+    """`config` holds every resolved setting in the config file's sections: `-c` takes it back."""
+    import yaml
+    from cli_helpers import cli
+
+    monkeypatch.chdir(ROOT)
+    args = ["sample_models/digits_sigma0.50.onnx", "sample_models/digits_test", "-q", "--force"]
+    res = cli("run", *args, "--n", "150", "--n0", "12", "--seed", "3", "--radii", "0,0.3", "--methods", "naive",
+              "--score-thresholds", "0.6", "-o", tmp_path / "a.json")
+    assert res.exit_code == 0, res.output
+    first = json.loads((tmp_path / "a.json").read_text())
+    (tmp_path / "used.yaml").write_text(yaml.safe_dump(first["config"]))
+    res = cli("run", *args, "-c", tmp_path / "used.yaml", "-o", tmp_path / "b.json")
+    assert res.exit_code == 0, res.output
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert second["settings"] == first["settings"] and second["config"] == first["config"]
+    assert [r["label_certificate"] for r in second["records"]] == [r["label_certificate"] for r in first["records"]]
+
+
+def test_the_console_script_records_the_command_as_typed(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["run", "sample_models/digits_sigma0.25.onnx", "sample_models/digits_test", "--n", "100", "--n0", "10",
+            "--measures=score", "-q", "-o", str(tmp_path / "r.json")]
+    proc = subprocess.run([sys.executable, "-m", "onnxcert.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["command"] == ["onnxcert", *args]
 
 
 @pytest.mark.slow

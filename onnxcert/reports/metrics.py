@@ -395,23 +395,23 @@ def by_class(data: ReportData, radius: np.ndarray, radii: Sequence[float]) -> tu
 COMPARED_SETTINGS = ("sigma", "n", "alpha")
 
 
-def _relative_inputs(data: ReportData) -> list[str | None]:
-    """Input paths with the folder they all share removed, so that the same test set checked out
-    in two places compares equal."""
-    paths = [r.get("input") if isinstance(r.get("input"), str) else None for r in data.report["records"]]
-    named = [p for p in paths if p is not None]
-    if not named:
-        return paths
-    parts = [Path(p).parts for p in named]
-    common = 0
-    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
-        common += 1
-    return [None if p is None else "/".join(Path(p).parts[common:]) for p in paths]
+def _inputs(data: ReportData) -> list[str | None]:
+    return [r.get("input") if isinstance(r.get("input"), str) else None for r in data.report["records"]]
+
+
+def _same_input(a: str | None, b: str | None) -> bool:
+    """Two records name the same input when one path ends with the other (the same test set
+    checked out in another folder, or named from another working directory)."""
+    if a is None or b is None:
+        return a is b
+    pa, pb = Path(a).parts, Path(b).parts
+    k = min(len(pa), len(pb))
+    return pa[len(pa) - k:] == pb[len(pb) - k:]
 
 
 def mismatches(a: ReportData, b: ReportData) -> list[str]:
-    """What makes two reports measure different things: their inputs (count, paths below their
-    common folder, labels), sigma, n or alpha. [] when they are comparable."""
+    """What makes two reports measure different things: their inputs (count, paths, labels),
+    sigma, n or alpha. [] when they are comparable."""
     out = []
     for key in COMPARED_SETTINGS:
         va, vb = float(a.settings[key]), float(b.settings[key])
@@ -420,12 +420,12 @@ def mismatches(a: ReportData, b: ReportData) -> list[str]:
     if a.count != b.count:
         out.append(f"inputs ({a.count} vs {b.count})")
         return out
-    for what, xa, xb in (("inputs", _relative_inputs(a), _relative_inputs(b)),
-                         ("labels", [r.get("label") for r in a.report["records"]],
-                          [r.get("label") for r in b.report["records"]])):
-        if xa != xb:
-            i = next(i for i, (u, v) in enumerate(zip(xa, xb)) if u != v)
-            out.append(f"{what} (record {i}: {xa[i]!r} vs {xb[i]!r})")
+    paths = list(zip(_inputs(a), _inputs(b)))
+    labels = [(x.get("label"), y.get("label")) for x, y in zip(a.report["records"], b.report["records"])]
+    for what, pairs, same in (("inputs", paths, _same_input), ("labels", labels, lambda u, v: u == v)):
+        i = next((i for i, (u, v) in enumerate(pairs) if not same(u, v)), None)
+        if i is not None:
+            out.append(f"{what} (record {i}: {pairs[i][0]!r} vs {pairs[i][1]!r})")
             break
     return out
 
