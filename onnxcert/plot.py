@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import ConfigError, DependencyError
 from .files import atomic_write
-from .reports.metrics import certified_steps, population, report_names
+from .reports.metrics import certified_steps, largest_certified_radius, paper_methods, report_names
 from .reports.read import LABEL, RADIUS_UNITS, ReportData, load_report
 
 INSTALL_HINT = "pip install 'onnxcert[plot]'"
@@ -77,13 +77,6 @@ def _matplotlib():
     return figure.Figure, agg.FigureCanvasAgg
 
 
-def default_methods(available: Sequence[str]) -> tuple[str, ...]:
-    """The paper's pair: the best CDF method present (cdf-bj, else cdf-dkw) and naive."""
-    cdf = next((m for m in ("cdf-bj", "cdf-dkw") if m in available), None)
-    picked = tuple(m for m in (cdf, "naive") if m in available)
-    return picked or tuple(available)
-
-
 @dataclass(frozen=True)
 class Selection:
     """What to draw: measures, methods, and each measure's thresholds (indices into the report's)."""
@@ -98,7 +91,7 @@ def select(datas: Sequence[ReportData], measures: Sequence[str] | None = None,
     """Check the filters against every report; ConfigError naming what a report lacks."""
     first = datas[0]
     ms = tuple(measures) if measures else first.measures
-    meths = tuple(methods) if methods else default_methods(first.methods)
+    meths = tuple(methods) if methods else paper_methods(first.methods)
     for d in datas:
         for m in ms:
             if m not in d.measures:
@@ -215,12 +208,7 @@ def plot(report_paths: str | Path | Sequence[str | Path], output: str | Path, *,
 
 def _x_max(datas: Sequence[ReportData]) -> float:
     """Just past the largest finite certified radius, so every curve reaches its last drop."""
-    top = 0.0
-    for data in datas:
-        rows, ok = population(data)
-        cols = [data.label_radius] + [r for r in data.radius.values() for r in r.T]
-        finite = [c[rows & ok & np.isfinite(c)] for c in cols]
-        top = max([top] + [float(f.max()) for f in finite if f.size])
+    top = largest_certified_radius(datas)
     if top > 0:
         return 1.08 * top
     return max(float(max((max(d.settings["radii"], default=1.0) for d in datas))), 1.0)

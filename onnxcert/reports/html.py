@@ -33,8 +33,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..files import atomic_write_text
 from . import svg
-from .metrics import (ClassTable, by_class, certified_steps, class_names, default_method, population, report_names,
-                      summarize_datas)
+from .metrics import (ClassTable, by_class, certified_steps, class_names, default_method, largest_certified_radius,
+                      paper_methods, report_names, summarize_datas)
 from .read import RADIUS_UNITS, ReportData, load_report, parse_report
 from .render import DEFINITIONS, TEXT_COLUMNS, Block, class_blocks, summary_blocks, summary_notes
 
@@ -57,7 +57,7 @@ def render_html(sources: Sequence[Source], *, gate: Any = None, title: str | Non
     """The page as a string. ``gate``: a ``gate.GateResult`` (anything with ``checks``, each
     with ``passed`` and ``line()``, and ``lines()``), shown first."""
     datas = [parse_report(s.report, s.name) for s in sources]
-    names = report_names(datas) if len(datas) > 1 else [_short_name(datas[0])]
+    names = report_names(datas)
     summaries = [replace(s, name=n) for s, n in zip(summarize_datas(datas), names)]
     title = title or "onnxcert report: " + ", ".join(names)
     several = len(datas) > 1
@@ -84,11 +84,6 @@ def render_html(sources: Sequence[Source], *, gate: Any = None, title: str | Non
     parts.append(per_report("settings", "Settings and provenance", lambda d, s: _settings_section(d)))
     parts.append(f'<footer><p>{escape(DEFINITIONS)}</p><p>{escape(summary_notes(summaries, True)[-1])}</p></footer>')
     return _page(title, "\n".join(parts))
-
-
-def _short_name(data: ReportData) -> str:
-    model = data.model_path
-    return f"{Path(model).name if model else Path(data.source).name} sigma={float(data.settings['sigma']):g}"
 
 
 def _page(title: str, body: str) -> str:
@@ -160,25 +155,12 @@ def _confidence_section(summaries: Sequence[Any]) -> str:
 
 def _x_max(datas: Sequence[ReportData]) -> float:
     """Just past the largest finite certified radius, so every curve reaches its last drop."""
-    top = 0.0
-    for d in datas:
-        rows, ok = population(d)
-        for col in [d.label_radius] + [c for r in d.radius.values() for c in r.T]:
-            vals = col[rows & ok & np.isfinite(col)]
-            if vals.size:
-                top = max(top, float(vals.max()))
+    top = largest_certified_radius(datas)
     if top <= 0:
         return max(float(max((max(d.settings["radii"], default=1.0) for d in datas))), 1.0)
     ticks = svg.nice_ticks(0.0, 1.08 * top)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else top
     return ticks[-1] if ticks[-1] >= 1.04 * top else ticks[-1] + step
-
-
-def _cdf_method(methods: Sequence[str]) -> str | None:
-    for m in ("cdf-bj", "cdf-dkw"):
-        if m in methods:
-            return m
-    return next((m for m in methods if m != "naive"), None)
 
 
 def _accuracy_axis(data: ReportData) -> str:
@@ -188,10 +170,7 @@ def _accuracy_axis(data: ReportData) -> str:
 def figure5(data: ReportData, measure: str, x_max: float) -> str:
     """Certified accuracy vs radius for one measure: colour = threshold c; the CDF method solid,
     naive dashed; the label certificate black dotted (Kumar et al. 2020, Figure 5)."""
-    cdf = _cdf_method(data.methods)
-    styles = [(cdf, "solid", 2.0)] if cdf else []
-    if "naive" in data.methods:
-        styles.append(("naive", "dashed", 1.4))
+    styles = [(m, "dashed", 1.4) if m == "naive" else (m, "solid", 2.0) for m in paper_methods(data.methods)]
     lines, legend = [], []
     for j, c in enumerate(data.thresholds(measure)):
         color = svg.PALETTE[j % len(svg.PALETTE)]

@@ -286,6 +286,26 @@ def default_method(methods: Sequence[str]) -> str:
     return "cdf-bj" if "cdf-bj" in methods else methods[-1]
 
 
+def paper_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    """The pair Kumar et al.'s Figure 5 draws: the best CDF method present (cdf-bj, else cdf-dkw)
+    and the naive baseline; every method when neither is there."""
+    cdf = next((m for m in ("cdf-bj", "cdf-dkw") if m in methods), None)
+    return tuple(m for m in (cdf, "naive") if m in methods) or tuple(methods)
+
+
+def largest_certified_radius(datas: Sequence[ReportData]) -> float:
+    """The largest finite radius of a correct (or, without labels, any) input over every
+    certificate of the reports; 0 when there is none. Figures end just past it."""
+    top = 0.0
+    for data in datas:
+        rows, ok = population(data)
+        for col in [data.label_radius] + [c for r in data.radius.values() for c in r.T]:
+            vals = col[rows & ok & np.isfinite(col)]
+            if vals.size:
+                top = max(top, float(vals.max()))
+    return top
+
+
 def certified_steps(radius: np.ndarray, data: ReportData, x_max: float) -> tuple[np.ndarray, np.ndarray]:
     """The exact certified-accuracy curve on [0, x_max], as its value at 0, at every distinct
     certified radius u <= x_max, and at x_max. Between two such points the curve is constant at
