@@ -180,6 +180,24 @@ def test_several_reports_and_a_gate_result():
     assert page.count('class="report-name"') == 4 * 2  # figures, classes, inputs, settings per report
 
 
+def test_report_command_with_rules_and_errors(tmp_path):
+    from cli_helpers import cli, error_line
+
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(synthetic_report(seed=5)))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {measure: label, radius: 0, min_accuracy: 0.01}\n")
+    res = cli("report", a, a, "-o", tmp_path / "p.html", "--rules", rules, "--title", "two <runs>")
+    assert res.exit_code == 0, res.output  # the gate passes here; report never sets the exit code
+    page = (tmp_path / "p.html").read_text()
+    assert "<title>two &lt;runs&gt;</title>" in page and 'class="gate pass"' in page
+    for args, msg in (([a, "-o", tmp_path / "p.png"], "must end in .html or .htm"),
+                      ([tmp_path / "none.json", "-o", tmp_path / "q.html"], "does not exist")):
+        res = cli("report", *args)
+        assert res.exit_code == 2 and msg in error_line(res)
+    assert not (tmp_path / "q.html").exists()
+
+
 # ---------------------------------------------------------------- in a real browser
 
 

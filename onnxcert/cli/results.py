@@ -71,10 +71,12 @@ def report_cmd(
     and provenance (with the command line and config), summary tables with intervals, Figures 5
     and 3 of Kumar et al., per-class tables, the inputs with the smallest and largest radii, and
     the gate's result."""
-    from ..gate import load_rules
-    from ..reports.html import report_page
+    from ..gate import gate, load_rules
+    from ..reports.html import check_output, report_page
 
-    path = report_page(reports, output, rules=load_rules(rules) if rules is not None else (), title=title)
+    check_output(output)
+    result = gate(reports[0], load_rules(rules), allow_incomplete=True) if rules is not None and reports else None
+    path = report_page(reports, output, gate=result, title=title)
     typer.echo(f"wrote {path}", err=True)
 
 

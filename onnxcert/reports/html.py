@@ -429,18 +429,13 @@ def write_html(path: str | Path, sources: Sequence[Source], *, gate: Any = None,
     return atomic_write_text(check_output(path), render_html(sources, gate=gate, title=title))
 
 
-def report_page(paths: Sequence[str | Path], output: str | Path, *, rules: Sequence[Any] = (),
+def report_page(paths: Sequence[str | Path], output: str | Path, *, gate: Any = None,
                 title: str | None = None) -> Path:
-    """``onnxcert report``: load the reports, evaluate ``rules`` (gate.Rule) on the first, write the page.
+    """``onnxcert report``: load the reports and write the page (with ``gate``, a GateResult, first).
     Input paths in a report are looked up from the working directory, then from the report's folder."""
     check_output(output)
     if not paths:
         raise ConfigError("give at least one REPORT.json")
     datas = [load_report(p) for p in paths]
-    gate = None
-    if rules:
-        from ..gate import evaluate_rules
-
-        gate = evaluate_rules(datas[0], rules, allow_incomplete=True)
     sources = [Source(d.report, d.source, (Path("."), Path(d.source).parent)) for d in datas]
     return write_html(output, sources, gate=gate, title=title)
