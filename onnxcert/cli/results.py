@@ -88,12 +88,12 @@ def plot_cmd(
     measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to draw. \\[default: all in the report]")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to draw. \\[default: cdf-bj and naive, as the paper's CDF and baseline]")] = None,
     thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="Comma-separated thresholds c to draw (for each measure, those it has). \\[default: all]")] = None,
-    size: Annotated[str, typer.Option("--size", help="full: a panel per row entry, for screens and slides. column: 3.4 inches wide, panels stacked, small type, for one column of a paper.")] = "full",
+    size: Annotated[str, typer.Option("--size", help="full: panels side by side, for screens and slides. column: 3.4 inches wide, panels stacked, small type, for one column of a paper.")] = "full",
     max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. \\[default: just past the largest certified radius]")] = None,
 ) -> None:
     """Certified accuracy vs L2 radius as exact step curves (Kumar et al. 2020, Figure 5), and for
-    one report the prediction score vs the label certificate's radius (Figure 3). Needs the
-    [plot] extra."""
+    one report the prediction score vs the label certificate's radius (Figure 3). Needs matplotlib:
+    pip install 'onnxcert\\[plot]'."""
     from ..plot import plot
 
     path = plot(reports, output, radii_max=max_radius, measures=split_list(measures, "--measures"),

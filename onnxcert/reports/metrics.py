@@ -272,7 +272,7 @@ def summarize_datas(datas: Sequence[ReportData], *, radii: Sequence[float] | Non
                     confidence: float = 0.95) -> tuple[ReportSummary, ...]:
     """``summarize_reports`` for reports already loaded."""
     if not 0 < confidence < 1:
-        raise ConfigError(f"the confidence level must be in (0, 1), got {confidence!r}")
+        raise ConfigError(f"the confidence level (--confidence) must be in (0, 1), got {confidence!r}")
     if radii is None:
         radii = sorted({float(r) for d in datas for r in d.settings["radii"]})
     for r in radii:
