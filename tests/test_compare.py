@@ -109,8 +109,11 @@ def test_diff_json_matches_a_recount(tmp_path):
     assert doc["radii"] == radii and doc["mismatches"] == []
     la = [x for x in a["records"] if x["correct"] is not None]
     lb = [x for x in b["records"] if x["correct"] is not None]
-    assert doc["clean_accuracy_delta"] == pytest.approx(
+    assert doc["smoothed_accuracy_delta"] == pytest.approx(
         sum(x["correct"] for x in lb) / len(lb) - sum(x["correct"] for x in la) / len(la))
+    assert doc["clean_accuracy_delta"] == pytest.approx(
+        sum(x["clean_prediction"] == x["label"] for x in lb) / len(lb)
+        - sum(x["clean_prediction"] == x["label"] for x in la) / len(la))
     certs = doc["certificates"]
     assert len(certs) == 1 + 2 * sum(len(t) for t in THRESHOLDS.values())
     for c in certs:

@@ -390,22 +390,18 @@ def class_names(data: ReportData) -> Sequence[str] | None:
 
 def by_class(data: ReportData, radius: np.ndarray, radii: Sequence[float]) -> tuple[ClassRow, ...]:
     """Per-class numbers for one certificate (``radius``: one value per record, NaN = none)."""
-    records = data.report["records"]
     labelled = data.labelled.any()
-    key = _ints(records, "label" if labelled else "prediction")
-    clean = _ints(records, "clean_prediction")
-    has_clean = any("clean_prediction" in r for r in records)
+    key = _ints(data.report["records"], "label" if labelled else "prediction")
     names = class_names(data)
     rows = []
     for k in np.unique(key[key >= 0]):
         sel = key == k
         ok = data.correct[sel] if labelled else np.ones(int(sel.sum()), bool)
-        acc = certified_fraction(radius[sel], ok, radii)
+        clean = None if not labelled or data.clean_correct is None else float(data.clean_correct[sel].mean())
         rows.append(ClassRow(
             label=int(k), name=names[k] if names and k < len(names) else None, count=int(sel.sum()),
-            smoothed_accuracy=float(ok.mean()) if labelled else None,
-            clean_accuracy=float(np.mean(clean[sel] == k)) if labelled and has_clean else None,
-            abstain_rate=float(np.isnan(data.label_radius[sel]).mean()), accuracy=acc,
+            smoothed_accuracy=float(ok.mean()) if labelled else None, clean_accuracy=clean,
+            abstain_rate=float(np.isnan(data.label_radius[sel]).mean()), accuracy=certified_fraction(radius[sel], ok, radii),
             **dict(zip(("mean_radius", "inf_count"), mean_radius(radius[sel], ok)))))
     return tuple(rows)
 
@@ -495,6 +491,11 @@ class SummaryDiff:
     @property
     def clean_accuracy_delta(self) -> float | None:
         b, o = self.base.clean_accuracy, self.other.clean_accuracy
+        return None if b is None or o is None else o - b
+
+    @property
+    def smoothed_accuracy_delta(self) -> float | None:
+        b, o = self.base.smoothed_accuracy, self.other.smoothed_accuracy
         return None if b is None or o is None else o - b
 
     @property

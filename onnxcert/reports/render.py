@@ -382,7 +382,9 @@ def _certificate(c: Any) -> str:
 def diff_blocks(d: SummaryDiff) -> list[Block]:
     b, o = d.base, d.other
     head, rows = _overview_rows([b, o])
-    delta = ["B - A", "", "", "", "", "", _signed(d.clean_accuracy_delta), _signed(d.abstain_rate_delta)]
+    deltas = {"clean acc": d.clean_accuracy_delta, "smoothed acc": d.smoothed_accuracy_delta,
+              "abstain": d.abstain_rate_delta}
+    delta = ["B - A"] + [_signed(deltas[h]) if h in deltas else "" for h in head[1:]]
     blocks = [_block(f"Comparison: A = {b.name}, B = {o.name}", head, [rows, [delta]])]
     radii_head = [f"r={r:g}" for r in b.radii]
     head = ["certificate", "report"] + radii_head + ["mean R"]
@@ -425,6 +427,7 @@ def diff_json(d: SummaryDiff) -> str:
     doc = {"schema": "onnxcert.summary-diff/1", "radii": list(d.base.radii), "radius_units": RADIUS_UNITS,
            "a": {"name": d.base.name, "source": d.base.source}, "b": {"name": d.other.name, "source": d.other.source},
            "mismatches": list(d.mismatches), "clean_accuracy_delta": d.clean_accuracy_delta,
+           "smoothed_accuracy_delta": d.smoothed_accuracy_delta,
            "abstain_rate_delta": d.abstain_rate_delta,
            "certificates": [{"measure": c.measure, "method": c.method, "threshold": c.threshold,
                              "a": None if c.base.accuracy is None else list(c.base.accuracy),
