@@ -31,6 +31,7 @@ INF = math.inf
 ENVELOPE_MIN_LEVELS = 2048  # below this, solve on the exact bound directly
 MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
 MERGE_STEP = 1e-3  # merge levels whose Phi^{-1}(p) lie in the same interval of this width
+CHUNK_LEVELS = 1 << 15  # cdf_bounds goes through the levels this many at a time (memory)
 
 
 @dataclass(frozen=True)
@@ -273,20 +274,89 @@ def naive_bounds(tail: EmpiricalTail | SampleMean, alpha: float, sigma: float) -
 
 
 def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, StepBound]:
-    """Theorem 2 with a simultaneous band, every distinct sampled value a level."""
-    a, b, v = tail.a, tail.b, tail.levels
+    """Theorem 2 with a simultaneous band, every distinct sampled value a level.
+
+    The levels go through the band and the merge CHUNK_LEVELS at a time (``_Merger``), so the
+    per-level arrays (widths, p, q, z, keys) never exist for all levels at once. Every merged
+    group is still reduced whole in one call, so the bounds are bit for bit those of
+    ``StepBound.from_probabilities`` on the full arrays (tests/test_stats_tables.py checks it).
+    """
+    a, b, v, m = tail.a, tail.b, tail.levels, tail.levels.size
     table = _band_table(band)
-    g, q, z = table.lower(tail.at_or_above)
-    lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma, z)
-    del g, q, z
+    lower, upper = _Merger(a, -1, sigma), _Merger(a, +1, sigma)
     # upper: G(s) <= 1 - P(Z <= v_j) <= 1 - g(M_j) on (v_j, v_{j+1}]; and G <= 1 on (a, v_1]
-    g_up, q_up, z = table.upper(tail.at_or_below)
-    z = None if z is None else _after(np.inf, z)
-    p, q = _after(1.0, q_up), _after(0.0, g_up)
-    del g_up, q_up
-    widths = np.diff(v, prepend=a, append=b)
-    upper = StepBound.from_probabilities(a, widths, p, q, +1, sigma, z)
-    return lower, upper
+    first = np.array([(v[0] if m else b) - a])
+    upper.add(first, np.ones(1), np.zeros(1), None if table.low is None else np.full(1, np.inf))
+    for start in range(0, m, CHUNK_LEVELS):
+        stop = min(start + CHUNK_LEVELS, m)
+        g, q, z = table.lower(tail.at_or_above[start:stop])
+        lower.add(np.diff(v[start:stop], prepend=v[start - 1] if start else a), g, q, z)
+        g_up, q_up, z = table.upper(tail.at_or_below[start:stop])
+        ahead = v[start:stop + 1]
+        widths = np.diff(ahead, append=b) if stop == m else np.diff(ahead)
+        upper.add(widths, q_up, g_up, z)
+        del g, q, z, g_up, q_up, widths
+    return lower.bound(), upper.bound()
+
+
+class _Merger:
+    """``StepBound.from_probabilities`` fed in consecutive pieces of levels.
+
+    Below MERGE_MIN_LEVELS kept terms the pieces are kept and built exactly; above, each piece's
+    complete merge groups (runs of equal floor(z / MERGE_STEP)) are reduced at once and the last,
+    possibly unfinished, group is carried into the next piece, so that every group is summed by
+    one ``reduceat`` over exactly its own terms, as in ``StepBound.merged``.
+    """
+
+    def __init__(self, a: float, sign: int, sigma: float):
+        self.a, self.sign, self.sigma = a, sign, sigma
+        self.pending: list[tuple[np.ndarray, ...]] = []
+        self.kept = 0
+        self.merging = False
+        self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, widths, p, q, z) -> None:
+        keep = np.flatnonzero((widths > 0) & (p > 0))
+        widths, p, q = widths[keep], p[keep], q[keep]
+        z = phi_inv(p, q) if z is None else z[keep]
+        self.pending.append((widths, p, q, z))
+        self.kept += widths.size
+        if self.merging or self.kept > MERGE_MIN_LEVELS:
+            self.merging = True
+            self._reduce(final=False)
+
+    def _joined(self) -> tuple[np.ndarray, ...]:
+        parts, self.pending = self.pending, []
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(column) for column in zip(*parts))
+
+    def _reduce(self, final: bool) -> None:
+        widths, p, q, z = self._joined()
+        if widths.size == 0:
+            return
+        keys = np.divide(z, MERGE_STEP)
+        np.floor(keys, out=keys)
+        keys[~np.isfinite(z)] = np.inf
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        del keys
+        end = widths.size if final else int(starts[-1])
+        if not final:
+            self.pending.append((widths[end:], p[end:], q[end:], z[end:]))
+            starts = starts[:-1]
+        if end == 0:
+            return
+        widths, p, q = widths[:end], p[:end], q[:end]
+        w = np.add.reduceat(widths, starts)
+        self.groups.append((w, np.add.reduceat(widths * p, starts) / w, np.add.reduceat(widths * q, starts) / w))
+
+    def bound(self) -> StepBound:
+        if not self.merging:
+            widths, _, _, z = self._joined() if self.pending else (np.empty(0),) * 4
+            return StepBound.build(self.a, widths, z, self.sign, self.sigma)
+        self._reduce(final=True)
+        w, p_bar, q_bar = (np.concatenate(column) for column in zip(*self.groups))
+        return StepBound.build(self.a, w, phi_inv(p_bar, q_bar), self.sign, self.sigma)
 
 
 def _after(first: float, values: np.ndarray) -> np.ndarray:
@@ -308,19 +378,18 @@ class _BandTable:
     def __init__(self, band):
         self.band, self.slot, self.low = band, None, None
         if type(band) is DKWBand:
-            g, q = band.lower(np.arange(band.n + 1))
-        elif type(band) is RankBand:
-            # RankBand.lower: beta of the largest rank <= N, and (g, q) = (0, 1) below the first (slot 0)
-            g, q = np.r_[0.0, band.g], np.r_[1.0, band.q]
-            self.slot = np.searchsorted(band.ranks, np.arange(band.n + 1), side="right").astype(np.int32)
-        else:
+            self.low, self.odd, self.odd_up = _dkw_z_table(band)
             return
+        if type(band) is not RankBand:
+            return
+        # RankBand.lower: beta of the largest rank <= N, and (g, q) = (0, 1) below the first (slot 0)
+        g, q = np.r_[0.0, band.g], np.r_[1.0, band.q]
+        self.slot = np.empty(band.n + 1, dtype=np.int32)
+        for start in range(0, band.n + 1, CHUNK_LEVELS):  # no int64 array of n + 1 counts
+            counts = np.arange(start, min(start + CHUNK_LEVELS, band.n + 1))
+            self.slot[start:start + counts.size] = np.searchsorted(band.ranks, counts, side="right")
         self.g, self.q, self.low = g, q, phi_inv(g, q)
-        # phi_inv(q, g) = -phi_inv(g, q) except where g and q fall on one side of 1/2 (at most a few)
-        odd = np.flatnonzero((g < 0.5) == (q < 0.5))
-        self.odd, self.odd_up = odd, phi_inv(q[odd], g[odd])
-        if type(band) is DKWBand:
-            del self.g, self.q  # DKW's (g, q) are cheaper to compute than to keep
+        self.odd, self.odd_up = _odd(g, q)
 
     def _probabilities(self, counts):
         if self.slot is None:
@@ -342,6 +411,28 @@ class _BandTable:
         for k, v in zip(self.odd, self.odd_up):
             z[i == k] = v
         return g, q, z
+
+
+def _odd(g, q) -> tuple[np.ndarray, np.ndarray]:
+    """phi_inv(q, g) = -phi_inv(g, q) except where g and q fall on one side of 1/2 (at most a
+    few): those indices, and phi_inv(q, g) there."""
+    odd = np.flatnonzero((g < 0.5) == (q < 0.5))
+    return odd, phi_inv(q[odd], g[odd])
+
+
+def _dkw_z_table(band: DKWBand) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """phi_inv(g, q) for every count 0..n, and ``_odd``, made CHUNK_LEVELS counts at a time so
+    that only the table itself (8 bytes a count) is ever held for all counts. DKW's (g, q) are
+    cheaper to compute than to keep."""
+    low = np.empty(band.n + 1)
+    odd, odd_up = [], []
+    for start in range(0, band.n + 1, CHUNK_LEVELS):
+        g, q = band.lower(np.arange(start, min(start + CHUNK_LEVELS, band.n + 1)))
+        low[start:start + g.size] = phi_inv(g, q)
+        i, v = _odd(g, q)
+        odd.append(i + start)
+        odd_up.append(v)
+    return low, np.concatenate(odd), np.concatenate(odd_up)
 
 
 _TABLES: dict[object, _BandTable] = {}
