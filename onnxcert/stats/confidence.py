@@ -31,7 +31,7 @@ INF = math.inf
 ENVELOPE_MIN_LEVELS = 2048  # below this, solve on the exact bound directly
 MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
 MERGE_STEP = 1e-3  # merge levels whose Phi^{-1}(p) lie in the same interval of this width
-CHUNK_LEVELS = 1 << 15  # cdf_bounds goes through the levels this many at a time (memory)
+CHUNK_LEVELS = 1 << 14  # cdf_bounds goes through the levels this many at a time (memory)
 
 
 @dataclass(frozen=True)
@@ -231,16 +231,43 @@ class EmpiricalTail:
         new = np.empty(n, dtype=bool)
         new[0] = True
         np.not_equal(values[1:], values[:-1], out=new[1:])
-        starts = np.flatnonzero(new)  # the first sample of each level, in sorted order
+        starts = _first_of_runs(new)  # the first sample of each level, in sorted order
         del new
-        if n < np.iinfo(np.int32).max:  # counts up to n in half the bytes
-            starts = starts.astype(np.int32)
-        levels = values[starts]
+        levels = _compact(values, starts)
         del values
         below = np.empty_like(starts)
         below[:-1], below[-1] = starts[1:], n
         np.subtract(n, starts, out=starts)
         return cls(a, b, n, levels, starts, below, mean)
+
+
+def _first_of_runs(new: np.ndarray) -> np.ndarray:
+    """np.flatnonzero(new), as int32 when the size allows, made CHUNK_LEVELS at a time (memory:
+    no int64 index array beside the sorted samples)."""
+    dtype = np.int32 if new.size < np.iinfo(np.int32).max else np.int64
+    out = np.empty(np.count_nonzero(new), dtype=dtype)
+    done = 0
+    for start in range(0, new.size, CHUNK_LEVELS):
+        found = np.flatnonzero(new[start:start + CHUNK_LEVELS])
+        found += start
+        out[done:done + found.size] = found
+        done += found.size
+    return out
+
+
+def _compact(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """values[starts] for increasing ``starts``, written over the front of ``values`` (ours):
+    starts[j] >= j, so each chunk reads only places that no earlier chunk wrote."""
+    m = starts.size
+    for start in range(0, m, CHUNK_LEVELS):
+        stop = min(start + CHUNK_LEVELS, m)
+        values[start:stop] = values[starts[start:stop]]
+    if m < values.size:
+        try:
+            values.resize(m)  # in place: no second array of the levels beside the samples
+        except ValueError:  # referenced elsewhere (never, for our own copy): copy instead
+            return values[:m].copy()
+    return values
 
 
 @dataclass(frozen=True)
