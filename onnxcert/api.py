@@ -45,6 +45,7 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
                   labels=None, device: str = "auto", threads: int | None = None,
                   output_kind: str | None = None, input_name: str | None = None,
                   output_name: str | None = None, skip: int | None = None, limit: int | None = None,
+                  gate=None, sequential: bool = False, dataset_stop: bool = True,
                   **settings: Any) -> CertificationResult:
     """Certify ``inputs`` with the ONNX classifier ``model`` (what ``onnxcert run`` does).
 
@@ -53,14 +54,30 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
     of sections; keyword settings (sigma, alpha, n0, n, batch_size, seed, measures, methods,
     thresholds, radii) override it, and it overrides the model's metadata. ``skip`` and ``limit``
     select every skip-th input, at most ``limit`` of them (``run --skip/--limit``).
+
+    ``sequential=True`` (``run --gate RULES --sequential``) certifies in looks until each input's
+    ``gate`` rules (a YAML path or a sequence of ``gate.Rule``) are decided, and with
+    ``dataset_stop`` stops once the rules are settled; check the result with ``gate_report``.
     """
     from .config import cli_layer
-    from .pipeline import certify, prepare
+    from .errors import ConfigError
+    from .pipeline import certify, prepare, with_sequential
 
+    if sequential and gate is None:
+        raise ConfigError("sequential=True needs gate= (a rules YAML path or gate.Rule objects)")
+    if gate is not None and not sequential:
+        raise ConfigError("gate= is used by sequential=True; to check a report, use gate_report")
+    rules = ()
+    if gate is not None:
+        from .gate import load_rules
+
+        rules = load_rules(gate) if isinstance(gate, (str, Path)) else tuple(gate)
     file_layer = _config_layer(config)
     names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
     setup = prepare(model, inputs, file=file_layer, cli=[_settings_layer(dict(settings)), names],
                     device=device, threads=threads, labels=labels, skip=skip, limit=limit)
+    if sequential:
+        setup = with_sequential(setup, rules, dataset_stop=dataset_stop)
     result = certify(setup)
     if output is not None:
         write_report(result.report, output)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 
 
 from .config import nearest as _nearest
@@ -103,6 +105,7 @@ class GateResult:
 
     source: str
     checks: tuple[CheckResult, ...]
+    unevaluated: int = 0  # inputs a sequential run left out once the gate was settled
 
     @property
     def passed(self) -> bool:
@@ -119,8 +122,10 @@ class GateResult:
     def lines(self) -> list[str]:
         verdict = "passed" if self.passed else "FAILED"
         held = len(self.checks) - len(self.failures)
+        early = (f"; decided early, {self.unevaluated} input(s) unevaluated (counted as not certified)"
+                 if self.unevaluated else "")
         return [c.line() for c in self.checks] + [
-            f"gate {verdict}: {held} of {len(self.checks)} checks hold ({self.source})"]
+            f"gate {verdict}: {held} of {len(self.checks)} checks hold ({self.source}){early}"]
 
 
 # ---------------------------------------------------------------- rules
@@ -215,7 +220,21 @@ def _accuracy(data: ReportData, rule: Rule) -> float:
     acc = certified_accuracy_at(radius_column(data, rule.measure, rule.method, rule.threshold), data, [rule.radius])
     if acc is None:
         raise ConfigError(f"{data.source} has no labels, so it has no certified accuracy to gate on")
-    return acc[0]
+    labelled, left = int(data.labelled.sum()), _unevaluated(data)
+    return acc[0] * labelled / (labelled + left)
+
+
+def _unevaluated(data: ReportData) -> int:
+    """Inputs a sequential run left unevaluated once the gate was settled; the gate counts each as
+    labelled, not certified and abstaining, which settles every bar as the full run would."""
+    return len(data.report.get("unevaluated") or ())
+
+
+def _abstain_rate(data: ReportData) -> float:
+    left = _unevaluated(data)
+    if not left:
+        return abstain_rate(data)
+    return (int(np.count_nonzero(np.isnan(data.label_radius))) + left) / (data.count + left)
 
 
 def _accuracy_lower(data: ReportData, rule: Rule) -> float:
@@ -255,7 +274,7 @@ def _evaluate(rule: Rule, data: ReportData, baseline: ReportData | None, toleran
         out.append(_check(rule, "min_mean_radius", mean, rule.min_mean_radius,
                           f"{rule.certificate}: mean certified radius{unbounded}", f">= {rule.min_mean_radius:g}"))
     if rule.max_abstain_rate is not None:
-        out.append(_check(rule, "max_abstain_rate", abstain_rate(data), rule.max_abstain_rate,
+        out.append(_check(rule, "max_abstain_rate", _abstain_rate(data), rule.max_abstain_rate,
                           "abstain rate", f"<= {rule.max_abstain_rate:g}"))
     if not out:
         raise ConfigError(f"rule {rule.describe()} sets no bar (min_accuracy, min_accuracy_lower, max_abstain_rate, "
@@ -285,7 +304,7 @@ def evaluate_rules(report: Mapping | ReportData, rules: Sequence[Rule], *, basel
             raise ConfigError(f"{d.source} is incomplete ({d.count} of {d.report.get('total')} inputs); "
                               f"finish the run or pass --allow-incomplete")
     checks = [c for rule in rules for c in _evaluate(rule, data, base, tolerance)]
-    return GateResult(data.source, tuple(checks))
+    return GateResult(data.source, tuple(checks), _unevaluated(data))
 
 
 def gate(report_path: str | Path, rules: Sequence[Rule], *, baseline_path: str | Path | None = None,

@@ -138,7 +138,8 @@ def record_from_dict(d: Mapping[str, Any], votes: int, n: int) -> Record:
     cert = InputCertificate(int(d["prediction"]), LabelCertificate(int(votes), int(n), label["p_lower"], label["radius"]),
                             confidence)
     clean = d.get("clean_prediction")
-    return Record(int(d["index"]), d["input"], d["label"], cert, None if clean is None else int(clean))
+    sequential = {k: d[k] for k in ("samples", "stopped_at_look", "decisions")} if "samples" in d else None
+    return Record(int(d["index"]), d["input"], d["label"], cert, None if clean is None else int(clean), sequential)
 
 
 def _radius(r) -> float | None:

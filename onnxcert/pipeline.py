@@ -39,7 +39,9 @@ from .runtime import Classifier, open_classifier, ort_version
 from .sampling import Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
 from .stats.berk_jones import register_band
+from .sequential import DatasetStop, SequentialRun, dataset_stop_possible, make_run, sequential_record_fields
 from .stats.certify import certify_samples
+from .stats.sequential import certify_sequential
 
 log = logging.getLogger("onnxcert")
 
@@ -57,6 +59,7 @@ class RunSetup:
     strict_inputs: bool = False
     bands: tuple = ()  # the cdf-bj bands, obtained before sampling (bandstore); travel to Ray workers
     output_op: str | None = None  # the graph's last op before the output ("Softmax": probabilities)
+    sequential: SequentialRun | None = None
 
     @property
     def batch_size(self) -> int:
@@ -65,6 +68,28 @@ class RunSetup:
     @property
     def samples_per_input(self) -> int:
         return self.config.settings.n0 + self.config.settings.n
+
+
+def with_sequential(setup: RunSetup, rules: Sequence, *, dataset_stop: bool = True) -> RunSetup:
+    """``setup`` certifying in looks until each input's ``rules`` (gate.Rule) are decided
+    (``run --gate RULES --sequential``); with ``dataset_stop``, the run also ends once the inputs
+    certified so far settle every rule (see onnxcert.sequential)."""
+    s = setup.config.settings
+    if dataset_stop:
+        why = dataset_stop_possible(rules)
+        if why is None and any(r.min_accuracy is not None for r in rules) \
+                and any(label is None for label in setup.inputs.labels):
+            why = "some inputs have no label"
+        if why is not None:
+            log.info("the dataset-level stop is off: %s", why)
+            dataset_stop = False
+    run = make_run(rules, s.n, s.alpha, dataset_stop=dataset_stop)
+    log.info("sequential: looks %s, each band at alpha/K = %.3g", list(run.plan.looks), run.plan.alpha_per_look)
+    bands = setup.bands
+    if "cdf-bj" in s.methods or any(c.method == "cdf-bj" for c in run.flat_cells):
+        looks = prepare_bands([(n_k, run.plan.alpha_per_look) for n_k in run.plan.looks])
+        bands = tuple({(b.n, b.alpha): b for b in (*bands, *looks.values())}.values())
+    return replace(setup, sequential=run, bands=bands)
 
 
 def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping | None = None,
@@ -201,6 +226,13 @@ def iter_records(setup: RunSetup, sampler: Sampler,
         check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
         x_norm = pre.normalize(x)
         clean = clean_prediction(setup.classifier, x_norm, f"input {i} ({name})")
+        if setup.sequential is not None:
+            record, k = _certify_in_looks(setup, sampler, i, x, name, clean)
+            if not labels_checked:
+                check_classes(setup.config, items, k)
+                labels_checked = True
+            yield record
+            continue
         got = sampler.sample(i, x_norm, pre.noise_scale(s.sigma, x.shape), name)
         if not labels_checked:
             check_classes(setup.config, items, got.n_classes)
@@ -220,6 +252,25 @@ def clean_prediction(classifier, x_norm: np.ndarray, where: str) -> int:
         raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written "
                          "for it (seen on the noise-free pass)")
     return int(np.argmax(rows[0]))
+
+
+def _certify_in_looks(setup: RunSetup, sampler: Sampler, i: int, x: np.ndarray, name: str,
+                      clean: int | None) -> tuple[Record, int]:
+    """Input i certified look by look (stats.sequential.certify_sequential), and the model's class count."""
+    s, pre, run = setup.config.settings, setup.preprocessor, setup.sequential
+    x_norm, scale = pre.normalize(x), pre.noise_scale(s.sigma, x.shape)
+    c, k = sampler.select(i, x_norm, scale, name)
+    estimate = sampler.estimation(i, x_norm, scale, c, name)
+
+    def draw(start: int, stop: int):
+        score, margin, votes = estimate(start, stop)
+        by_name = {"score": score, "margin": margin}
+        return {m: by_name[m] for m in s.measures}, votes
+
+    got = certify_sequential(c, draw, plan=run.plan, cells=run.flat_cells, sigma=s.sigma, methods=s.methods,
+                             thresholds=s.thresholds, radii=s.radii, stop_early=not run.to_last_look)
+    extra = sequential_record_fields(got.samples, got.stopped_at_look, run.rule_decisions(got.decisions))
+    return Record(i, setup.inputs.names[i], setup.inputs.labels[i], got.certificate, clean, extra), k
 
 
 class StopFlag:
@@ -273,6 +324,7 @@ def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),
         "output_kind": cfg.model.output_kind,
         "strict_inputs": setup.strict_inputs,
+        **({"sequential": setup.sequential.identity()} if setup.sequential is not None else {}),
         "inputs": {"source": items.source, "count": len(items),
                    "digest": hashlib.sha256(names.encode("utf-8")).hexdigest()},
     }
@@ -325,38 +377,79 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
     sampler = make_sampler(setup, batch_done, output_kind=state.output_kind if state is not None else None)
     records: dict[int, Record] = dict(state.records) if state else {}
     skipped: dict[int, SkippedInput] = dict(state.skipped) if state else {}
-    todo = [i for i in range(len(setup.inputs)) if i not in records and i not in skipped]
+    from_journal = set(records)
+    total = len(setup.inputs)
+    todo = [i for i in range(total) if i not in records and i not in skipped]
 
     def kind() -> str:
         return (output_kind() if output_kind is not None else None) or sampler.output_kind
 
+    watch = _DatasetWatch(setup) if setup.sequential is not None and setup.sequential.dataset_stop else None
+    end = watch.advance(records, skipped) if watch is not None else None
     start = time.perf_counter()
     try:
-        for item in iterate(setup, sampler, todo):
-            if isinstance(item, SkippedInput):
-                skipped[item.index] = item
-                if writer is not None:
-                    writer.skipped(item)
-            else:
-                records[item.index] = item
-                if writer is not None:
-                    writer.record(item, kind())
-                if on_record is not None:
-                    on_record(item)
-            if stop is not None and stop.signal is not None and len(records) + len(skipped) < len(setup.inputs):
-                raise _Stopped
+        items = iterate(setup, sampler, todo) if end is None else iter(())
+        try:
+            for item in items:
+                if isinstance(item, SkippedInput):
+                    skipped[item.index] = item
+                    if writer is not None:
+                        writer.skipped(item)
+                else:
+                    records[item.index] = item
+                    if writer is not None:
+                        writer.record(item, kind())
+                    if on_record is not None:
+                        on_record(item)
+                if watch is not None and (end := watch.advance(records, skipped)) is not None:
+                    break
+                if stop is not None and stop.signal is not None and len(records) + len(skipped) < total:
+                    raise _Stopped
+        finally:
+            getattr(items, "close", lambda: None)()
     except (_Stopped, KeyboardInterrupt) as exc:
         if writer is None and isinstance(exc, KeyboardInterrupt):
             raise
-        raise _interrupted(stop, len(records) + len(skipped), len(setup.inputs), writer) from None
+        raise _interrupted(stop, len(records) + len(skipped), total, writer) from None
     wall = time.perf_counter() - start
+    unevaluated: list[int] = []
+    if end is not None and end < total:  # the gate was settled by inputs 0 .. end - 1
+        log.info("gate decided after %d of %d inputs: the other %d are left unevaluated", end, total, total - end)
+        records = {i: r for i, r in records.items() if i < end}
+        skipped = {i: k for i, k in skipped.items() if i < end}
+        unevaluated = list(range(end, total))
     if not records:
         raise InputError(f"no input could be certified: all {len(skipped)} were skipped")
     ordered = [records[i] for i in sorted(records)]
-    fresh = len(records) - (len(state.records) if state else 0)
+    fresh = [r for r in ordered if r.index not in from_journal]
     report = make_report(setup, ordered, kind(), wall, skipped=[skipped[i] for i in sorted(skipped)],
-                         fresh=fresh, sampling_path=_path_of(sampler), command=command)
+                         fresh=len(fresh), sampling_path=_path_of(sampler), command=command,
+                         unevaluated=unevaluated, samples=_samples(setup, fresh))
     return CertificationResult(tuple(ordered), report)
+
+
+class _DatasetWatch:
+    """Feeds finished inputs to a DatasetStop in index order (so a Ray run, whose inputs finish out
+    of order, and a resumed run stop where a local run does)."""
+
+    def __init__(self, setup: RunSetup):
+        self.stop = DatasetStop(setup.sequential.rules, setup.config.settings.thresholds, len(setup.inputs))
+        self.next = 0
+
+    def advance(self, records: Mapping[int, Record], skipped: Mapping[int, SkippedInput]) -> int | None:
+        """The number of leading inputs that settle the gate, once they do; else None."""
+        while self.next in records or self.next in skipped:
+            self.stop.add(records.get(self.next))
+            self.next += 1
+            if self.stop.decided:
+                return self.next
+        return None
+
+
+def _samples(setup: RunSetup, fresh: Sequence[Record]) -> int:
+    """Forward passes spent on ``fresh``: n0 + n each, or n0 + the samples a sequential input drew."""
+    n0 = setup.config.settings.n0
+    return sum(n0 + (r.sequential["samples"] if r.sequential else setup.config.settings.n) for r in fresh)
 
 
 def _interrupted(stop: StopFlag | None, done: int, total: int, writer: JournalWriter | None) -> RunInterrupted:
@@ -377,13 +470,17 @@ def _path_of(sampler) -> dict | None:
 
 def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wall: float,
                 skipped: Sequence[SkippedInput] = (), fresh: int | None = None,
-                sampling_path: dict | None = None, **report_args) -> dict:
+                sampling_path: dict | None = None, unevaluated: Sequence[int] = (), samples: int | None = None,
+                **report_args) -> dict:
     """The report for ``records`` (see report.build_report), with the run's provenance and the
     inputs that were skipped. ``fresh``: how many records this session computed (the rest came
-    from a journal); samples and throughput count only those."""
+    from a journal); samples and throughput count only those (``samples``: their forward passes,
+    when not n0 + n each). A sequential run adds ``settings.sequential`` and ``unevaluated``."""
     clf, cfg = setup.classifier, setup.config
     fresh = len(records) if fresh is None else fresh
-    samples = fresh * setup.samples_per_input
+    samples = fresh * setup.samples_per_input if samples is None else samples
+    if setup.sequential is not None:
+        report_args["sequential"] = setup.sequential.settings()
     provenance = {
         "source": "run",
         "onnxruntime_version": ort_version(),
@@ -411,4 +508,6 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
                           config=config_sections(cfg), preprocess=pre,
                           classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
     report["skipped"] = [s.to_dict() for s in skipped]
+    if setup.sequential is not None:
+        report["unevaluated"] = list(unevaluated)
     return report

@@ -39,6 +39,7 @@ class Record:
     label: int | None
     certificate: InputCertificate
     clean_prediction: int | None = None  # argmax of one noise-free forward pass; None without a model
+    sequential: Mapping[str, Any] | None = None  # samples, stopped_at_look, decisions (run --sequential)
 
     @property
     def prediction(self) -> int:
@@ -66,6 +67,7 @@ class Record:
             "clean_prediction": self.clean_prediction,
             "label_certificate": {"p_lower": cert.label.p_lower, "radius": cert.label.radius},
             "confidence": confidence,
+            **(dict(self.sequential) if self.sequential is not None else {}),
         }
 
 

@@ -139,41 +139,79 @@ class Sampler:
     def sample(self, index: int, x_norm: np.ndarray, scale: np.ndarray, name: str | None = None) -> InputSamples:
         """Selection then estimation for the clean normalized sample ``x_norm``; the noise is
         N(0, sigma^2) in [0, 1] pixel space, i.e. ``scale`` = sigma / std after normalization."""
-        where = f"input {index}" + (f" ({name})" if name else "")
-        if self.path.device_noise:
-            wrapped = self._wrapped_session(index, x_norm, scale, where)
+        c, k = self.select(index, x_norm, scale, name)
+        score, margin, votes = self.estimation(index, x_norm, scale, c, name)(0, self.n)
+        return InputSamples(c, score, margin, votes, k)
+
+    def select(self, index: int, x_norm: np.ndarray, scale: np.ndarray, name: str | None = None) -> tuple[int, int]:
+        """The n0 selection samples: (c = argmax of the summed softmax, number of classes)."""
+        where = _where(index, name)
+        wrapped = self._device_session(index, x_norm, scale, where)
+        if wrapped is not None:
+            key, total = squares_key(self.seed, index, SELECTION), None
+            for first, b in self._chunks(0, self.n0):
+                out = self._device_batch(wrapped, key, first, b, 0, where)
+                total = out["column_sums"] if total is None else total + out["column_sums"]
+        else:
+            total = None
+            for probs in self._probabilities(input_generator(self.seed, index, SELECTION), self.n0, x_norm, scale, where):
+                total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
+        return int(np.argmax(total)), int(total.shape[0])
+
+    def estimation(self, index: int, x_norm: np.ndarray, scale: np.ndarray, c: int,
+                   name: str | None = None) -> Callable[[int, int], tuple[np.ndarray, np.ndarray, int]]:
+        """``draw(start, stop)``: score, margin and vote count of estimation samples start .. stop - 1
+        for class c. The noise of sample j is the same however the range is split into draws (the
+        stream is keyed by (seed, index, 1) and does not depend on chunking), so a sequential run's
+        first n_k samples are a fixed-n run's first n_k. Draws go forward; a draw that starts
+        before the last one's end replays the stream from 0."""
+        where = _where(index, name)
+        wrapped = self._device_session(index, x_norm, scale, where)
+        state = {"rng": input_generator(self.seed, index, ESTIMATION), "at": 0}
+
+        def draw(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, int]:
             if wrapped is not None:
-                return self._sample_on_device(wrapped, index, x_norm, scale, where)
-        total = None
-        for probs in self._probabilities(index, SELECTION, self.n0, x_norm, scale, where):
-            total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
-        c = int(np.argmax(total))
-        score, margin = np.empty(self.n), np.empty(self.n)
+                return self._estimate_on_device(wrapped, index, c, start, stop, where)
+            if start < state["at"]:
+                state["rng"], state["at"] = input_generator(self.seed, index, ESTIMATION), 0
+            if start > state["at"]:  # skip ahead: draw the noise, run nothing
+                for _ in self._noisy_batches(state["rng"], start - state["at"], x_norm, scale):
+                    pass
+            state["at"] = stop
+            return self._estimate(state["rng"], c, stop - start, x_norm, scale, where)
+
+        return draw
+
+    def _estimate(self, rng, c, count, x_norm, scale, where) -> tuple[np.ndarray, np.ndarray, int]:
+        score, margin = np.empty(count), np.empty(count)
         votes, done = 0, 0
-        for probs in self._probabilities(index, ESTIMATION, self.n, x_norm, scale, where):
+        for probs in self._probabilities(rng, count, x_norm, scale, where):
             b = probs.shape[0]
             votes += int(np.count_nonzero(probs.argmax(axis=1) == c))
             score[done:done + b] = probs[:, c]
             probs[:, c] = -np.inf
             margin[done:done + b] = score[done:done + b] - probs.max(axis=1)
             done += b
-        return InputSamples(c, score, margin, votes, int(total.shape[0]))
+        return score, margin, votes
 
-    def _sample_on_device(self, wrapped, index, x_norm, scale, where) -> InputSamples:
-        wrapped.set_sample(x_norm[None], scale)
-        key, total = squares_key(self.seed, index, SELECTION), None
-        for first, b in self._chunks(self.n0):
-            out = self._device_batch(wrapped, key, first, b, 0, where)
-            total = out["column_sums"] if total is None else total + out["column_sums"]
-        c = int(np.argmax(total))
+    def _estimate_on_device(self, wrapped, index, c, start, stop, where) -> tuple[np.ndarray, np.ndarray, int]:
         key, votes = squares_key(self.seed, index, ESTIMATION), 0
-        score, margin = np.empty(self.n), np.empty(self.n)
-        for first, b in self._chunks(self.n):
+        score, margin = np.empty(stop - start), np.empty(stop - start)
+        for first, b in self._chunks(start, stop):
             out = self._device_batch(wrapped, key, first, b, c, where)
-            score[first:first + b] = out["score"]
-            margin[first:first + b] = out["score"] - out["other"]
+            score[first - start:first - start + b] = out["score"]
+            margin[first - start:first - start + b] = out["score"] - out["other"]
             votes += int(np.count_nonzero(out["won"]))
-        return InputSamples(c, score, margin, votes, int(total.shape[0]))
+        return score, margin, votes
+
+    def _device_session(self, index, x_norm, scale, where):
+        """The device-path session with ``x_norm`` set, or None on the host path."""
+        if not self.path.device_noise:
+            return None
+        wrapped = self._wrapped_session(index, x_norm, scale, where)
+        if wrapped is not None:
+            wrapped.set_sample(x_norm[None], scale)
+        return wrapped
 
     def _device_batch(self, wrapped, key, first, count, c, where) -> dict[str, np.ndarray]:
         out = wrapped.run(key=key, first=first, count=count, c=c)
@@ -183,9 +221,9 @@ class Sampler:
             self.on_batch(count)
         return out
 
-    def _chunks(self, count: int) -> Iterator[tuple[int, int]]:
-        for first in range(0, count, self.batch_size):
-            yield first, min(self.batch_size, count - first)
+    def _chunks(self, start: int, stop: int) -> Iterator[tuple[int, int]]:
+        for first in range(start, stop, self.batch_size):
+            yield first, min(self.batch_size, stop - first)
 
     def _wrapped_session(self, index, x_norm, scale, where):
         """The device-path session for this sample shape, built on first use; None when the first
@@ -212,8 +250,8 @@ class Sampler:
         self._wrapped[shape] = open_wrapped(clf, proto, OUTPUT_NAMES, INPUT_NAMES)
         return self._wrapped[shape]
 
-    def _probabilities(self, index, stream, count, x_norm, scale, where):
-        for batch in self._noisy_batches(input_generator(self.seed, index, stream), count, x_norm, scale):
+    def _probabilities(self, rng, count, x_norm, scale, where):
+        for batch in self._noisy_batches(rng, count, x_norm, scale):
             rows = self.model(batch)
             if not np.all(np.isfinite(rows)):
                 raise ModelError(f"the model's output holds NaN or inf for {where}; "
@@ -258,6 +296,10 @@ class Sampler:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxcert-noise")
             self._pool_pid = os.getpid()
         return self._pool
+
+
+def _where(index: int, name: str | None) -> str:
+    return f"input {index}" + (f" ({name})" if name else "")
 
 
 def _fill(rng: NoiseStream, batch: np.ndarray, x_norm: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -16,11 +16,12 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, InputError
-from .options import (Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, Device, Force, GateRules, GpusPerWorker,
-                      Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures, Methods, N, N0,
-                      NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii, RayAddress, Resume,
-                      ScoreTh, Seed, Sigma, Skip, StrictInputs, Threads, Workers, app, command_line, handle_errors,
-                      input_options, model_layer_flags, output_paths, print_summary, setting_flags, setup_logging)
+from .options import (Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force, GateRules,
+                      GpusPerWorker, Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures,
+                      Methods, N, N0, NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii,
+                      RayAddress, Resume, ScoreTh, Seed, Sequential, Sigma, Skip, StrictInputs, Threads, Workers, app,
+                      command_line, handle_errors, input_options, model_layer_flags, output_paths, print_summary,
+                      setting_flags, setup_logging)
 
 @app.command("run")
 @handle_errors
@@ -36,7 +37,8 @@ def run_cmd(
     input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
     force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
     gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
-    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, html: Html = None, quiet: Quiet = False,
+    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, html: Html = None,
+    sequential: Sequential = False, dataset_stop: DatasetStop = None, quiet: Quiet = False,
     classes: ClassesOpt = None, preprocess_from: PreprocessFrom = None, skip: Skip = None, limit: Limit = None,
     labels_csv: LabelsCsv = None, label_columns: LabelColumns = None, npz_keys: NpzKeys = None,
 ) -> None:
@@ -55,6 +57,10 @@ def run_cmd(
     page = _html_path(html, force)
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
+    if sequential and not rules:
+        raise ConfigError("--sequential needs --gate RULES.yaml: the rules say when an input is decided")
+    if dataset_stop is not None and not sequential:
+        raise ConfigError(f"--{'' if dataset_stop else 'no-'}dataset-stop only applies with --sequential")
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
     setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None,
                              cli=[model_layer_flags(classes, preprocess_from), flags, names],
@@ -63,6 +69,8 @@ def run_cmd(
     _print_mapping(setup)
     if rules:
         check_rules_for_run(rules, setup.config.settings, setup.inputs.has_labels)
+    if sequential:
+        setup = pipeline.with_sequential(setup, rules, dataset_stop=dataset_stop is not False)
     writer, state = pipeline.open_journal(setup, journal, resume, provider=remote.provider if remote else None)
     done = state.done if state else 0
     with writer, pipeline.stop_on_signals() as stop, \

@@ -199,8 +199,9 @@ Draw = Callable[[int, int], tuple[Mapping[str, np.ndarray], int]]
 
 def certify_sequential(prediction: int, draw: Draw, *, plan: SequentialPlan, cells: Sequence[Cell], sigma: float,
                        methods: Sequence[str], thresholds: Mapping[str, Sequence[float]],
-                       radii: Sequence[float]) -> SequentialCertificate:
-    """Draw estimation samples look by look and stop once every cell is decided (or at n_K).
+                       radii: Sequence[float], stop_early: bool = True) -> SequentialCertificate:
+    """Draw estimation samples look by look and stop once every cell is decided (or at n_K;
+    always at n_K without ``stop_early``).
 
     ``draw(start, stop)`` returns the measures (name -> values) of estimation samples
     start .. stop - 1 and their vote count for ``prediction``.
@@ -231,7 +232,7 @@ def certify_sequential(prediction: int, draw: Draw, *, plan: SequentialPlan, cel
                     tails[cell.measure] = EmpiricalTail.from_samples(measures[cell.measure], a, b)
                 now = measure_decision(tails[cell.measure], cell.method, alpha, sigma, cell.threshold, cell.radius)
             decisions[i] = merge_decision(decisions[i], now)
-        if all(d != UNDECIDED for d in decisions):
+        if stop_early and all(d != UNDECIDED for d in decisions):
             break
     return SequentialCertificate(best, tuple(decisions), k, drawn)
 
