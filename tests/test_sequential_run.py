@@ -71,7 +71,7 @@ X = np.array([0.7, 0.5, 0.3], np.float32).reshape(3, 1, 1) * np.ones((3, 6, 5), 
 def test_estimation_draws_equal_one_fixed_draw_however_split():
     """Sample j's noise depends only on (seed, index, 1, j): the first n_k of a sequential run are
     a fixed run's first n_k, bit for bit (host path)."""
-    s = Sampler(pixel_logits, sigma=0.5, n0=40, n=3000, seed=3, batch_size=256, prefetch=True)
+    s = Sampler(pixel_logits, n0=40, n=3000, seed=3, batch_size=256, prefetch=True)
     whole = s.sample(4, X, np.float32(0.5))
     c, k = s.select(4, X, np.float32(0.5))
     assert (c, k) == (whole.prediction, 3)
@@ -87,7 +87,7 @@ def test_estimation_draws_equal_one_fixed_draw_however_split():
 
 def test_device_path_draws_equal_one_draw(tmp_path):
     clf = open_classifier(om.channel_means(tmp_path / "m.onnx", gain=8.0), device="cpu")
-    s = Sampler(clf, sigma=0.5, n0=40, n=1500, seed=3, batch_size=256, device_noise="on")
+    s = Sampler(clf, n0=40, n=1500, seed=3, batch_size=256, device_noise="on")
     whole = s.sample(1, X, np.float32(0.5))
     c, _ = s.select(1, X, np.float32(0.5))
     draw = s.estimation(1, X, np.float32(0.5), c)
