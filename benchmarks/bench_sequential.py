@@ -10,11 +10,12 @@ label r=0.5) on its own: the mean samples to a decision / n, the decisions, and 
 certified verdict agrees with a fixed-n certificate (alpha at n, as ``run`` without
 --sequential).
 
-model: the sample model's held-out digits certified once at n with ``run --sequential`` and once at
-fixed n, the same cells; samples / n per cell (each cell alone, from the run's per-look samples)
-and per gate (all four cells: the input's ``samples`` in the report); per-input agreement; gate
-verdicts. With ``--wall``: wall time of ``onnxcert run ... --gate --sequential`` / fixed n on the
-README's main command.
+model: the sample model's held-out digits, sampled look by look with the sampler ``run --sequential``
+uses (so the same noise); for each cell alone, the look its sequential decision is made at
+(samples / n) and the fixed-n certificate from all n samples; certified accuracy of both, and the
+certificates a futility stop lost or the sequential bound gained. "all four at once" is an input's
+samples under a gate with all four cells. With ``--wall``: wall time of ``onnxcert run ... --gate``
+with and without ``--sequential`` on the README's main command (n = 10,000), and the exit codes.
 
 All numbers are measured in this run; bands for (n_k, alpha / K) are calibrated on first use
 (cached in ~/.cache/onnxcert).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,11 +61,11 @@ def laws(n: int, rng: np.random.Generator) -> dict[str, callable]:
     }
 
 
-def fixed_certified(score: np.ndarray, cell: Cell, alpha: float) -> bool:
+def fixed_certified(score: np.ndarray, votes: int, cell: Cell, alpha: float) -> bool:
     """The fixed-n verdict: the certificate ``run`` writes without --sequential (alpha at n)."""
     n = score.size
     if cell.measure == "label":
-        radius = label_certificate(int(np.count_nonzero(score > 0.5)), n, SIGMA, alpha).radius
+        radius = label_certificate(votes, n, SIGMA, alpha).radius
         return radius is not None and radius >= cell.radius
     tail = EmpiricalTail.from_samples(score, 0.0, 1.0)
     return bool(lower_bound(tail, cell.method, alpha, SIGMA).at([cell.radius])[0] >= cell.threshold)
@@ -84,7 +86,7 @@ def synthetic(n: int, alpha: float, inputs: int) -> None:
         for cell in CELLS:
             t = time.perf_counter()
             got = [decide(z, cell, plan) for z in samples]
-            fixed = [fixed_certified(z, cell, alpha) for z in samples]
+            fixed = [fixed_certified(z, int(np.count_nonzero(z > 0.5)), cell, alpha) for z in samples]
             spent = [plan.looks[k - 1] for _, k in got]
             seq = [d == CERTIFIED for d, _ in got]
             rows.append([name, describe(cell), float(np.mean(spent)) / n, sum(seq), sum(fixed),
@@ -97,79 +99,104 @@ def synthetic(n: int, alpha: float, inputs: int) -> None:
 # ---------------------------------------------------------------- the sample model
 
 
-def onnxcert(*args: str) -> float:
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "onnxcert", *args], check=False, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+def digit_folder(count: int, root: Path) -> Path:
+    """The first ``count`` held-out digits (every one when count >= 250), in label sub-folders."""
+    files = sorted(SAMPLE_IMAGES.glob("*/*.png"))
+    if count >= len(files):
+        return SAMPLE_IMAGES
+    for f in files[:: max(1, len(files) // count)][:count]:
+        (root / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / f.parent.name / f.name)
+    return root
+
+
+def model_looks(folder: Path, n: int, plan: SequentialPlan):
+    """Per digit: (label, prediction, per-look score arrays, per-look vote counts), drawn look by look
+    with the sampler a sequential run uses (the same noise as ``run --sequential``)."""
+    from onnxcert import pipeline
+
+    setup = pipeline.prepare(SAMPLE_MODEL, folder, cli=[{"smoothing": {"n": n, "sigma": SIGMA}}], device="cpu")
+    sampler = pipeline.make_sampler(setup)
+    pre, items = setup.preprocessor, setup.inputs
+    for i in range(len(items)):
+        x = pre.prepare(items.load(i))
+        xn, scale = pre.normalize(x), pre.noise_scale(SIGMA, x.shape)
+        c, _ = sampler.select(i, xn, scale)
+        draw = sampler.estimation(i, xn, scale, c)
+        scores, votes, start = [], [], 0
+        for n_k in plan.looks:
+            score, _, v = draw(start, n_k)
+            scores.append(score)
+            votes.append(v)
+            start = n_k
+        yield items.labels[i], c, scores, votes
 
 
 def sample_model(n: int, alpha: float, count: int, wall: bool) -> None:
-    from onnxcert.api import certify_model
-
     if not SAMPLE_MODEL.exists():
         print("sample model not found; skipped")
         return
     plan = SequentialPlan.for_n(n, alpha)
-    print(f"\nsample model {SAMPLE_MODEL.name} on {count} held-out digits: n = {n:,}, alpha = {alpha:g}, "
-          f"looks {list(plan.looks)}")
-    rules = [{"measure": c.measure, **({"method": c.method, "threshold": c.threshold} if c.method else {}),
-              "radius": c.radius, "min_accuracy": 0.5} for c in CELLS]
+    print(f"\nsample model {SAMPLE_MODEL.name}, {count} held-out digits: n = {n:,}, alpha = {alpha:g}, "
+          f"looks {list(plan.looks)}, alpha/K = {plan.alpha_per_look:.3g}")
     with tempfile.TemporaryDirectory() as tmp:
-        rules_path = Path(tmp) / "rules.yaml"
-        rules_path.write_text(json.dumps(rules))
-        common = dict(sigma=SIGMA, alpha=alpha, n=n, thresholds={"score": [0.5, 0.7]}, radii=[0.25, 0.5],
-                      limit=count)
+        folder = digit_folder(count, Path(tmp))
         t = time.perf_counter()
-        fixed = certify_model(SAMPLE_MODEL, SAMPLE_IMAGES, **common)
-        t_fixed = time.perf_counter() - t
-        per_cell = []
-        t = time.perf_counter()
-        for cell, rule in zip(CELLS, rules):
-            one = Path(tmp) / "one.yaml"
-            one.write_text(json.dumps([rule]))
-            per_cell.append(certify_model(SAMPLE_MODEL, SAMPLE_IMAGES, gate=one, sequential=True,
-                                          dataset_stop=False, **common))
-        seq = certify_model(SAMPLE_MODEL, SAMPLE_IMAGES, gate=rules_path, sequential=True, dataset_stop=False,
-                            **common)
-        t_seq = time.perf_counter() - t
-    rows = []
-    for cell, rep in zip(CELLS, per_cell):
-        recs = rep.report["records"]
-        got = [r["decisions"][0] for r in recs]
-        want = [_certified(r, cell) for r in fixed.report["records"]]
-        rows.append([describe(cell), float(np.mean([r["samples"] for r in recs])) / n,
-                     sum(d == CERTIFIED for d in got), sum(want), sum(d == FUTILE for d in got),
-                     f"{sum((d == CERTIFIED) == w for d, w in zip(got, want))}/{len(recs)}"])
-    recs = seq.report["records"]
-    rows.append(["all four (one gate)", float(np.mean([r["samples"] for r in recs])) / n, "", "", "", ""])
-    print(table(["cell", "samples / n", "certified seq", "certified fixed", "futile", "agree"], rows))
-    print(f"statistics + sampling wall time: fixed {t_fixed:.1f} s, sequential (5 runs) {t_seq:.1f} s")
+        got = {cell: [] for cell in CELLS}
+        correct = []
+        for label, c, scores, votes in model_looks(folder, n, plan):
+            score = np.concatenate(scores)
+            prefix = np.zeros(n, np.int64)
+            prefix[np.asarray(plan.looks) - 1] = np.cumsum(votes)
+            correct.append(label == c)
+            for cell in CELLS:
+                seq = simulate_cell(score, prefix if cell.measure == "label" else None, cell, plan, SIGMA)
+                got[cell].append((seq, fixed_certified(score, int(sum(votes)), cell, alpha)))
+        spent = time.perf_counter() - t
+    rows, stop_all = [], np.zeros(len(correct), int)
+    for cell in CELLS:
+        looks = np.array([k for (_, k), _ in got[cell]])
+        stop_all = np.maximum(stop_all, looks)
+        seq = np.array([d == CERTIFIED for (d, _), _ in got[cell]])
+        fixed = np.array([f for _, f in got[cell]])
+        ok = np.array(correct)
+        rows.append([describe(cell), float(np.mean(np.asarray(plan.looks)[looks - 1])) / n,
+                     float(np.mean(seq & ok)), float(np.mean(fixed & ok)),
+                     int(np.sum([d == FUTILE for (d, _), _ in got[cell]])), int(np.sum(~seq & fixed)),
+                     int(np.sum(seq & ~fixed)), f"{int(np.sum(seq == fixed))}/{len(seq)}"])
+    rows.append(["all four at once", float(np.mean(np.asarray(plan.looks)[stop_all - 1])) / n,
+                 "", "", "", "", "", ""])
+    print(table(["cell", "samples / n", "cert. acc. seq", "cert. acc. fixed", "futile", "lost", "gained",
+                 "agree"], rows))
+    print(f"(sampling {count} x {n:,} samples in looks and both decisions: {spent:.0f} s)")
     if wall:
-        wall_ratio(n, alpha, count)
+        wall_ratio(alpha)
 
 
-def _certified(record: dict, cell: Cell) -> bool:
-    if cell.measure == "label":
-        r = record["label_certificate"]["radius"]
-    else:
-        conf = record["confidence"][cell.measure][cell.method]
-        r = conf["radius"][{0.5: 0, 0.7: 1}[cell.threshold]]
-    return r is not None and (r == "inf" or float(r) >= cell.radius)
-
-
-def wall_ratio(n: int, alpha: float, count: int) -> None:
-    """``onnxcert run`` on the README's main command with a gate, sequential / fixed n."""
+def wall_ratio(alpha: float) -> None:
+    """The README's main command (250 digits, n = 10,000) with a gate: sequential / fixed n."""
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.yaml"
         rules.write_text(json.dumps([{"measure": "score", "method": "cdf-bj", "threshold": 0.7, "radius": 0.25,
                                       "min_accuracy": 0.6}, {"measure": "label", "radius": 0.5,
                                                              "min_accuracy": 0.5}]))
-        base = [str(SAMPLE_MODEL), str(SAMPLE_IMAGES), "--n", str(n), "--alpha", str(alpha), "--gate", str(rules),
-                "--limit", str(count), "-q", "--force"]
-        t_fixed = onnxcert("run", *base, "-o", f"{tmp}/fixed.json")
-        t_seq = onnxcert("run", *base, "--sequential", "-o", f"{tmp}/seq.json")
-    print(f"wall time, onnxcert run --gate (README main command, {count} digits, n = {n:,}): fixed {t_fixed:.1f} s, "
-          f"--sequential {t_seq:.1f} s, ratio {t_seq / t_fixed:.3f}")
+        base = [str(SAMPLE_MODEL), str(SAMPLE_IMAGES), "--n", "10000", "--alpha", str(alpha), "--gate", str(rules),
+                "-q", "--force"]
+        onnxcert("run", *base, "--sequential", "-o", f"{tmp}/warm.json")  # calibrates the look bands once
+        runs = {"fixed n": (), "--sequential --no-dataset-stop": ("--sequential", "--no-dataset-stop"),
+                "--sequential": ("--sequential",)}
+        times, verdicts = {}, {}
+        for name, extra in runs.items():
+            times[name], verdicts[name] = onnxcert("run", *base, *extra, "-o", f"{tmp}/r.json")
+    print(f"\nwall time of onnxcert run --gate (README main command: 250 digits, n = 10,000; exit code = verdict):")
+    print(table(["run", "wall s", "/ fixed n", "exit"],
+                [[k, v, v / times["fixed n"], verdicts[k]] for k, v in times.items()]))
+
+
+def onnxcert(*args: str) -> tuple[float, int]:
+    t = time.perf_counter()
+    rc = subprocess.run([sys.executable, "-m", "onnxcert", *args], check=False, stdout=subprocess.DEVNULL).returncode
+    return time.perf_counter() - t, rc
 
 
 def main() -> None:

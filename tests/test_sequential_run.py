@@ -293,3 +293,52 @@ def test_ray_gives_the_local_records(images, rules, tmp_path):
             assert b["records"] == a["records"] and b["unevaluated"] == a["unevaluated"]
     finally:
         ray.shutdown()
+
+
+# ---------------------------------------------------------------- agreement with fixed n (sample model)
+
+
+AGREE_N = 10_000  # looks 1000, 2000, 4000, 8000, 10000
+AGREE_RULES = [
+    [{"measure": "score", "method": "cdf-bj", "threshold": 0.7, "radius": 0.25, "min_accuracy": 0.6},
+     {"measure": "label", "radius": 0.5, "min_accuracy": 0.5}],
+    [{"measure": "score", "method": "cdf-bj", "threshold": 0.5, "radius": 0.5, "min_accuracy": 0.6}],
+    [{"measure": "label", "radius": 0.25, "min_accuracy": 0.9}, {"max_abstain_rate": 0.1}],
+]
+
+
+def _certified(record: dict, rule: dict) -> bool:
+    if "radius" not in rule:
+        return record["label_certificate"]["radius"] is not None
+    if rule["measure"] == "label":
+        r = record["label_certificate"]["radius"]
+    else:
+        r = record["confidence"]["score"]["cdf-bj"]["radius"][[0.5, 0.7].index(rule["threshold"])]
+    return r is not None and (r == "inf" or r >= rule["radius"])
+
+
+@pytest.mark.slow
+def test_sequential_agrees_with_fixed_n_on_the_sample_model(tmp_path):
+    """All 250 held-out digits at n = 10,000: every gate verdict as at fixed n (with and without the
+    dataset-level stop), and >= 98% of per-input decisions equal to the fixed-n certificate."""
+    from onnxcert.api import certify_model
+
+    common = dict(n=AGREE_N, methods=["cdf-bj"], thresholds={"score": [0.5, 0.7]}, radii=[0.25, 0.5])
+    fixed = certify_model(MODEL, IMAGES, **common).report
+    for i, rules in enumerate(AGREE_RULES):
+        path = tmp_path / f"rules{i}.yaml"
+        path.write_text(json.dumps(rules))
+        want = evaluate_rules(fixed, load_rules(path)).passed
+        for stop in (False, True):
+            seq = certify_model(MODEL, IMAGES, gate=path, sequential=True, dataset_stop=stop, **common).report
+            assert evaluate_rules(seq, load_rules(path)).passed == want, (rules, stop)
+            if stop:
+                continue
+            assert len(seq["records"]) == 250
+            for j, rule in enumerate(rules):
+                got = [r["decisions"][j] == "certified" for r in seq["records"]]
+                ref = [_certified(r, rule) for r in fixed["records"]]
+                assert got == [_certified(r, rule) for r in seq["records"]]  # decisions match the radii
+                assert sum(a == b for a, b in zip(got, ref)) >= 0.98 * 250, rule
+            mean = np.mean([r["samples"] for r in seq["records"]])
+            assert mean < AGREE_N / 2  # and it stopped early on most inputs
