@@ -1,7 +1,7 @@
 """Sequential certification (``run --gate --sequential``): samples to a decision, and verdicts against fixed n.
 
     python benchmarks/bench_sequential.py [--part synthetic|model|all] [--n 100000] [--alpha 0.001]
-                                          [--inputs 20] [--model-inputs 250] [--wall]
+                                          [--inputs 20] [--model-inputs 250] [--wall] [--quick]
 
 synthetic: for each score law (Beta(990, 10), Beta(8, 2), 0.9 Beta(90, 10) + 0.1 Beta(10, 90),
 the laws of bench_bands), ``--inputs`` independent "inputs" of n samples each (votes: score > 1/2),
@@ -159,15 +159,16 @@ def sample_model(n: int, alpha: float, count: int, wall: bool) -> None:
         stop_all = np.maximum(stop_all, looks)
         seq = np.array([d == CERTIFIED for (d, _), _ in got[cell]])
         fixed = np.array([f for _, f in got[cell]])
+        futile = np.array([d == FUTILE for (d, _), _ in got[cell]])
         ok = np.array(correct)
         rows.append([describe(cell), float(np.mean(np.asarray(plan.looks)[looks - 1])) / n,
                      float(np.mean(seq & ok)), float(np.mean(fixed & ok)),
-                     int(np.sum([d == FUTILE for (d, _), _ in got[cell]])), int(np.sum(~seq & fixed)),
+                     int(np.sum(futile)), int(np.sum(~seq & fixed)), int(np.sum(futile & fixed)),
                      int(np.sum(seq & ~fixed)), f"{int(np.sum(seq == fixed))}/{len(seq)}"])
     rows.append(["all four at once", float(np.mean(np.asarray(plan.looks)[stop_all - 1])) / n,
-                 "", "", "", "", "", ""])
-    print(table(["cell", "samples / n", "cert. acc. seq", "cert. acc. fixed", "futile", "lost", "gained",
-                 "agree"], rows))
+                 "", "", "", "", "", "", ""])
+    print(table(["cell", "samples / n", "cert. acc. seq", "cert. acc. fixed", "futile", "lost",
+                 "lost by futility", "gained", "agree"], rows))
     print(f"(sampling {count} x {n:,} samples in looks and both decisions: {spent:.0f} s)")
     if wall:
         wall_ratio(alpha)
@@ -207,7 +208,10 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=20, help="synthetic inputs per law")
     ap.add_argument("--model-inputs", type=int, default=250, help="held-out digits of the sample model")
     ap.add_argument("--wall", action="store_true", help="also time onnxcert run --gate, sequential / fixed")
+    ap.add_argument("--quick", action="store_true", help="n = 2,000, 3 inputs per law, 10 digits (a smoke test)")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.inputs, args.model_inputs, args.wall = 2000, 3, 10, False
     print_machine()
     if args.part in ("synthetic", "all"):
         synthetic(args.n, args.alpha, args.inputs)

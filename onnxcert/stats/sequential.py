@@ -12,17 +12,19 @@ A question (``Cell``) is one gate rule's certificate at its radius r: "the smoot
 is >= c within r" for (measure, method, threshold c), or "the label is certified within r".
 At each look it is
 
-- ``certified`` when its lower bound at r is >= c (label: p_lower >= Phi(r / sigma));
+- ``certified`` when its lower bound at r is >= c (label: p_lower >= Phi(r / sigma)); in a run,
+  read from the record's best radius at c, as the gate reads it (radius >= r);
 - ``futile`` when even the most optimistic law the upper band allows, G(s) <= 1 - g(#{Z <= s}),
   gives a Theorem 2 lower bound below c at r (label: the Clopper-Pearson *upper* bound at
-  alpha / K is below Phi(r / sigma)). When the upper bands hold, the true smoothed lower bound is
-  then below c, so no look, however many samples, can certify it without a lower band failing:
-  a futility stop never certifies, and it loses a certificate only when a band fails;
+  alpha / K is below Phi(r / sigma)). When the upper bands hold, Theorem 2's bound computed from
+  the exact law is then below c, so no look, however many samples, can certify it unless a lower
+  band fails: a futility stop never certifies, and gives up only such certificates;
 - ``undecided`` otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -231,10 +233,26 @@ def certify_sequential(prediction: int, draw: Draw, *, plan: SequentialPlan, cel
                     a, b = measure_range(cell.measure)
                     tails[cell.measure] = EmpiricalTail.from_samples(measures[cell.measure], a, b)
                 now = measure_decision(tails[cell.measure], cell.method, alpha, sigma, cell.threshold, cell.radius)
+                radius = _record_radius(best, cell, thresholds)
+                if radius is not False:  # the record has this threshold: decide as the gate reads it
+                    certified = radius is not None and radius >= cell.radius
+                    now = CERTIFIED if certified else UNDECIDED if now == CERTIFIED else now
             decisions[i] = merge_decision(decisions[i], now)
         if stop_early and all(d != UNDECIDED for d in decisions):
             break
     return SequentialCertificate(best, tuple(decisions), k, drawn)
+
+
+def _record_radius(cert: InputCertificate, cell: Cell, thresholds: Mapping[str, Sequence[float]]):
+    """The record's radius at the cell's threshold (None: not certified at R = 0), or False when
+    the record does not hold that threshold or method."""
+    by_method = cert.confidence.get(cell.measure, {})
+    if cell.method not in by_method:
+        return False
+    for j, c in enumerate(thresholds.get(cell.measure, ())):
+        if math.isclose(c, cell.threshold, rel_tol=0, abs_tol=1e-9):
+            return by_method[cell.method].radius[j]
+    return False
 
 
 def simulate_cell(values: np.ndarray | None, votes_prefix: np.ndarray | None, cell: Cell, plan: SequentialPlan,
