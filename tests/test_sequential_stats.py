@@ -223,26 +223,36 @@ def test_certify_sequential_stops_when_every_cell_is_decided():
     assert out.decisions == (UNDECIDED,) and out.stopped_at_look == len(plan.looks) and out.samples == 4000
 
 
-def test_record_is_the_best_over_the_looks_and_matches_a_fixed_run_at_the_last_look():
-    rng = np.random.default_rng(2)
-    plan = SequentialPlan.for_n(2000, 0.01, first=250)
-    z = rng.beta(8, 2, size=2000)
-    out = run(z, z > 0.5, [Cell("score", "cdf-dkw", smooth_truth(MU, TAU, 0.25), 0.25)], plan)
-    assert out.samples in plan.looks
-    fixed = {k: certify_samples(0, {"score": z[:k], "margin": 2 * z[:k] - 1}, int((z[:k] > 0.5).sum()),
-                                sigma=SIGMA, alpha=plan.alpha_per_look, methods=METHODS,
-                                thresholds={"score": [0.5, 0.7], "margin": [0.0]}, radii=[0.0, 0.25, 0.5])
-             for k in plan.looks[:out.stopped_at_look]}
-    best = None
-    for cert in fixed.values():
-        best = tighten(best, cert)
+def fixed_at(z, k, plan):
+    return certify_samples(0, {"score": z[:k], "margin": 2 * z[:k] - 1}, int((z[:k] > 0.5).sum()), sigma=SIGMA,
+                           alpha=plan.alpha_per_look, methods=METHODS,
+                           thresholds={"score": [0.5, 0.7], "margin": [0.0]}, radii=[0.0, 0.25, 0.5])
+
+
+def test_record_is_the_best_of_the_certifying_looks_and_the_last():
+    """The record: the fixed-n certificate at alpha / K of the looks where a cell was certified and
+    of the last look, tightened (largest lower bounds and radii, smallest upper bounds)."""
+    plan = SequentialPlan.for_n(2000, 0.01, first=250)  # 250, 500, 1000, 2000
+    z = smooth_case(1, 2000, MU, TAU, seed=2)[0]
+    hard = Cell("score", "cdf-dkw", smooth_truth(MU, TAU, 0.25), 0.25)  # stays undecided
+    out = run(z, z > 0.5, [hard], plan)
+    assert out.decisions == (UNDECIDED,) and out.samples == 2000
+    assert out.certificate == fixed_at(z, 2000, plan)
+    # a cell certified at an early look keeps its certificate in the record
+    easy = Cell("score", "cdf-dkw", 0.5, 0.0)
+    out = run(z, z > 0.5, [easy, hard], plan)
+    first = fixed_at(z, 250, plan)
+    assert first.confidence["score"]["cdf-dkw"].radius[0] is not None  # certified at look 1
+    assert out.decisions == (CERTIFIED, UNDECIDED) and out.samples == 2000
+    want = tighten(first, fixed_at(z, 2000, plan))
+    assert out.certificate == want
     got = out.certificate.confidence["score"]["cdf-dkw"]
-    want = best.confidence["score"]["cdf-dkw"]
-    assert got.lower_bounds == want.lower_bounds and got.upper_bounds == want.upper_bounds
-    assert got.radius == want.radius
-    assert got.lower_bounds == tuple(max(c.confidence["score"]["cdf-dkw"].lower_bounds[j] for c in fixed.values())
-                                     for j in range(3))
-    assert out.certificate.label.p_lower == max(c.label.p_lower for c in fixed.values())
+    last = fixed_at(z, 2000, plan).confidence["score"]["cdf-dkw"]
+    assert all(g >= x for g, x in zip(got.lower_bounds, last.lower_bounds))
+    assert all(g <= x for g, x in zip(got.upper_bounds, last.upper_bounds))
+    assert got.lower_bounds == tuple(max(x, y) for x, y in zip(
+        first.confidence["score"]["cdf-dkw"].lower_bounds, last.lower_bounds))
+    assert out.certificate.label.p_lower == max(first.label.p_lower, fixed_at(z, 2000, plan).label.p_lower)
 
 
 def test_draws_are_contiguous_and_cover_each_look():

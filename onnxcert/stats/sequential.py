@@ -206,7 +206,10 @@ def certify_sequential(prediction: int, draw: Draw, *, plan: SequentialPlan, cel
     always at n_K without ``stop_early``).
 
     ``draw(start, stop)`` returns the measures (name -> values) of estimation samples
-    start .. stop - 1 and their vote count for ``prediction``.
+    start .. stop - 1 and their vote count for ``prediction``. The cells are decided at every
+    look; the full certificate (every measure, method, threshold and radius) is computed at the
+    looks where a cell is certified and at the last one, and the record is the best of those
+    (``tighten``), so a certified cell's radius is in it.
     """
     alpha = plan.alpha_per_look
     chunks: dict[str, list[np.ndarray]] = {}
@@ -219,28 +222,47 @@ def certify_sequential(prediction: int, draw: Draw, *, plan: SequentialPlan, cel
             chunks.setdefault(name, []).append(np.asarray(arr, dtype=np.float64))
         measures = {name: np.concatenate(parts) for name, parts in chunks.items()}
         chunks = {name: [arr] for name, arr in measures.items()}
-        cert = certify_samples(prediction, measures, votes, sigma=sigma, alpha=alpha, methods=methods,
-                               thresholds=thresholds, radii=radii)
-        best = tighten(best, cert)
-        tails = {}
-        for i, cell in enumerate(cells):
-            if decisions[i] == CERTIFIED:
-                continue
-            if cell.measure == LABEL:
-                now = label_decision(votes, n_k, sigma, alpha, cell.radius)
-            else:
-                if cell.measure not in tails:
-                    a, b = measure_range(cell.measure)
-                    tails[cell.measure] = EmpiricalTail.from_samples(measures[cell.measure], a, b)
-                now = measure_decision(tails[cell.measure], cell.method, alpha, sigma, cell.threshold, cell.radius)
-                radius = _record_radius(best, cell, thresholds)
-                if radius is not False:  # the record has this threshold: decide as the gate reads it
-                    certified = radius is not None and radius >= cell.radius
-                    now = CERTIFIED if certified else UNDECIDED if now == CERTIFIED else now
-            decisions[i] = merge_decision(decisions[i], now)
-        if stop_early and all(d != UNDECIDED for d in decisions):
+        now = _decide_cells(cells, decisions, measures, votes, n_k, alpha, sigma)
+        last = k == len(plan.looks) or (stop_early and all(d != UNDECIDED for d in now))
+        if last or any(d == CERTIFIED and d0 != CERTIFIED for d, d0 in zip(now, decisions)):
+            best = tighten(best, certify_samples(prediction, measures, votes, sigma=sigma, alpha=alpha,
+                                                 methods=methods, thresholds=thresholds, radii=radii))
+            now = [_as_recorded(d, cell, best, thresholds) for d, cell in zip(now, cells)]
+        decisions = now
+        if k == len(plan.looks) or (stop_early and all(d != UNDECIDED for d in decisions)):
             break
     return SequentialCertificate(best, tuple(decisions), k, drawn)
+
+
+def _decide_cells(cells, decisions, measures, votes, n, alpha, sigma) -> list[str]:
+    """Each cell's decision after this look (merged with the earlier ones)."""
+    tails, out = {}, []
+    for cell, before in zip(cells, decisions):
+        if before == CERTIFIED:
+            out.append(before)
+            continue
+        if cell.measure == LABEL:
+            now = label_decision(votes, n, sigma, alpha, cell.radius)
+        else:
+            if cell.measure not in tails:
+                a, b = measure_range(cell.measure)
+                tails[cell.measure] = EmpiricalTail.from_samples(measures[cell.measure], a, b)
+            now = measure_decision(tails[cell.measure], cell.method, alpha, sigma, cell.threshold, cell.radius)
+        out.append(merge_decision(before, now))
+    return out
+
+
+def _as_recorded(decision: str, cell: Cell, best: InputCertificate, thresholds) -> str:
+    """A confidence cell whose threshold the record holds is certified exactly when the record's
+    radius at c is >= r, as the gate reads it (the solver's tolerance could otherwise split them)."""
+    if cell.measure == LABEL:
+        return decision
+    radius = _record_radius(best, cell, thresholds)
+    if radius is False:
+        return decision
+    if radius is not None and radius >= cell.radius:
+        return CERTIFIED
+    return UNDECIDED if decision == CERTIFIED else decision
 
 
 def _record_radius(cert: InputCertificate, cell: Cell, thresholds: Mapping[str, Sequence[float]]):
