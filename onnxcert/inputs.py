@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
+from .limits import check_npz, npy_header
+from .untrusted import input_file, shown, special_kind
 
 log = logging.getLogger("onnxcert")
 
@@ -44,6 +47,7 @@ class InputSet:
     labels: tuple[int | None, ...]
     files: tuple[Path, ...] = ()
     array: Any = None  # [N, ...] float32/uint8 (possibly memory-mapped) for kind == array
+    unreadable: tuple[SkippedInput, ...] = ()  # sub-folders that could not be listed (index None)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -63,7 +67,7 @@ class InputSet:
 class SkippedInput:
     """An input of a folder that could not be decoded; the run goes on without it."""
 
-    index: int
+    index: int | None  # None for a sub-folder that could not be listed
     input: str | None
     reason: str
 
@@ -77,10 +81,11 @@ def load_inputs(path: str | Path | np.ndarray, *, classes: Sequence[str] | None 
     if isinstance(path, np.ndarray):
         return _from_array(path, "array", labels, classes)
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input path {str(path)!r} does not exist")
+    if not os.path.exists(path):
+        raise InputError(f"input path {shown(path)} does not exist")
     if path.is_dir():
         return _from_folder(path, classes)
+    input_file(path, "input")  # a FIFO or device would block or never end
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _from_array(_load_npy(path), str(path), labels, classes)
@@ -97,11 +102,11 @@ def load_inputs(path: str | Path | np.ndarray, *, classes: Sequence[str] | None 
 
 
 def _from_folder(root: Path, classes: Sequence[str] | None) -> InputSet:
-    files = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                   key=lambda p: p.relative_to(root).as_posix())
+    files, anything, unreadable = _walk(root)
     if not files:
-        anything = any(root.iterdir())
-        raise InputError(f"folder {str(root)!r} " + ("holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")"
+        if unreadable:
+            raise InputError(f"folder {shown(root)} holds no images that can be read: {unreadable[0].reason}")
+        raise InputError(f"folder {shown(root)} " + ("holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")"
                                                       if anything else "is empty"))
     rel = [p.relative_to(root).as_posix() for p in files]
     csv_path = root / LABELS_CSV
@@ -111,7 +116,32 @@ def _from_folder(root: Path, classes: Sequence[str] | None) -> InputSet:
         labels = tuple(parse_label(r.split("/")[0], classes, f"sub-folder of {r!r}") for r in rel)
     else:
         labels = (None,) * len(files)
-    return InputSet(str(root), "folder", tuple(str(p) for p in files), labels, tuple(files))
+    return InputSet(str(root), "folder", tuple(str(p) for p in files), labels, tuple(files),
+                    unreadable=tuple(unreadable))
+
+
+def _walk(root: Path) -> tuple[list[Path], bool, list[SkippedInput]]:
+    """Image files under ``root`` (regular or not: a FIFO named a.png is refused when it is
+    opened, and so skipped with its reason), in sorted order of their relative paths; whether
+    the folder holds anything; and the sub-folders that could not be listed, each with a warning.
+    Symbolic links to folders are not followed (as before: ``Path.rglob``)."""
+    errors: list[OSError] = []
+    files: list[Path] = []
+    anything = False
+    for folder, dirs, names in os.walk(root, onerror=errors.append):
+        anything = anything or bool(dirs or names)
+        files += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    skipped = []
+    for exc in errors:
+        where = Path(exc.filename) if exc.filename else root
+        if where == root:
+            raise InputError(f"folder {shown(root)} cannot be read ({exc.strerror or type(exc).__name__})")
+        reason = (f"folder {shown(where)} cannot be read ({exc.strerror or type(exc).__name__}); "
+                  "its images are not certified")
+        log.warning("skipping: %s", reason)
+        skipped.append(SkippedInput(None, str(where), reason))
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    return files, anything or bool(errors), sorted(skipped, key=lambda s: s.input)
 
 
 def _labels_from_csv(csv_path: Path, rel: list[str], classes) -> tuple[int | None, ...]:
@@ -168,6 +198,9 @@ def open_image(path: Path):
     """
     from PIL import Image
 
+    kind = special_kind(path)
+    if kind is not None:
+        raise InputError(f"image {shown(path)} is {kind}, not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -193,6 +226,7 @@ def _why(exc: BaseException) -> str:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    npy_header(path, "input")  # a header that claims more rows than the file holds
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
@@ -200,6 +234,7 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    check_npz(path, "input", keys=("x", "y"), fix="save x as a .npy file, which is read memory-mapped")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "x" not in data.files:

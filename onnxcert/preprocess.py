@@ -118,6 +118,23 @@ def resize_and_crop(img, cfg: PreprocessConfig, name: str = "image"):
     return img
 
 
+def planned_size(width: int, height: int, cfg: PreprocessConfig) -> tuple[int, int]:
+    """(H, W) that ``resize_and_crop`` gives an image of ``width`` x ``height``, computed without
+    decoding it (the same arithmetic); the crop's own size when it cannot be reached."""
+    w, h = width, height
+    if cfg.resize == "exact" and cfg.size is not None:
+        h, w = cfg.size
+    elif cfg.resize == "shorter":
+        target = cfg.resize_to or (max(cfg.size) if cfg.size else None)
+        if target is not None:
+            short, long = (w, h) if w <= h else (h, w)
+            new_long = int(target * long / short)
+            w, h = (target, new_long) if w <= h else (new_long, target)
+    if cfg.crop == "center" and cfg.size is not None:
+        h, w = cfg.size
+    return h, w
+
+
 def center_crop(img, size: tuple[int, int], name: str = "image"):
     th, tw = size
     w, h = img.size

@@ -27,9 +27,14 @@ app = typer.Typer(
 )
 
 
+MAX_LINE = 1000  # characters of an error line; every message also caps what it quotes
+
+
 def fail(message: str, code: int = 1) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"onnxcert: error: {message}", err=True)
+    """Print one line to stderr (at most MAX_LINE characters) and exit with ``code``."""
+    line = " ".join(str(message).splitlines())
+    line = line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+    typer.echo(f"onnxcert: error: {line}", err=True)
     raise typer.Exit(code)
 
 
@@ -159,8 +164,11 @@ def setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, scor
     )
 
 
+DEFAULT_REPORT = Path("onnxcert-report.json")
+
+
 def output_paths(output: list[Path] | None, force: bool) -> list[Path]:
-    paths = list(output) if output else [Path("onnxcert-report.json")]
+    paths = list(output) if output else [DEFAULT_REPORT]
     for p in paths:
         if p.suffix.lower() not in (".json", ".csv"):
             raise ConfigError(f"--output must end in .json or .csv, got {str(p)!r}")

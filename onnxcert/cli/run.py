@@ -9,6 +9,7 @@ existing journal when not resuming, are refused without ``--force`` before any w
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,13 +17,30 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, InputError
-from .options import (Alpha, Backend, BatchSize, ConfigOpt, Device, Force, GateRules, GpusPerWorker, InputName,
+from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ConfigOpt, Device, Force, GateRules, GpusPerWorker, InputName,
                       Junit, MarginTh, Measures, Methods, N, N0, Output, OutputKind, OutputName, Quiet, Radii,
                       RayAddress, Resume, ScoreTh, Seed, Sigma, StrictInputs, Threads, Workers, app, handle_errors,
                       output_paths, print_summary, setting_flags, setup_logging)
 
+def _journal_locked(fn):
+    """Hold the lock of the run's journal (beside the first -o) for the whole command: a second
+    run with the same -o refuses before any work (see journal.JournalLock)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..journal import JournalLock, journal_path
+
+        outputs = kwargs.get("output") or [DEFAULT_REPORT]
+        if Path(outputs[0]).suffix.lower() not in (".json", ".csv"):
+            return fn(*args, **kwargs)  # refused by output_paths, with its own message
+        with JournalLock(journal_path(outputs[0])):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @app.command("run")
 @handle_errors
+@_journal_locked
 def run_cmd(
     model: Annotated[Path, typer.Argument(help="The ONNX classifier; its output must be [N, k] logits or probabilities.")],
     inputs: Annotated[Path, typer.Argument(help="A folder of images (labels from sub-folders or labels.csv), an image, "
@@ -50,7 +68,9 @@ def run_cmd(
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
-    setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None, cli=[flags, names], device="cpu" if remote else device, threads=threads,
+    # with ray, the driver's session only checks the model: --threads is for the workers' cores
+    setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None, cli=[flags, names],
+                             device="cpu" if remote else device, threads=None if remote else threads,
                              strict_inputs=strict_inputs)
     if rules:
         check_rules_for_run(rules, setup.config.settings, setup.inputs.has_labels)
@@ -106,7 +126,9 @@ def _backend(name: str, address, workers, gpus, device: str, threads):
     options = RayOptions(address=address, workers=workers, num_gpus_per_worker=gpus or 0.0, device=device,
                          threads=threads)
     import_ray()
-    return RayBackend(options)
+    backend = RayBackend(options)
+    backend.check_address()
+    return backend
 
 
 def _rules(gate: Path | None, junit: Path | None):
