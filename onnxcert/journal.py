@@ -30,16 +30,18 @@ the same records in a resumed run as in an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, OnnxCertError
 from .untrusted import check_tree, shown
 from .inputs import SkippedInput
 from .report import Record
@@ -207,20 +209,36 @@ class JournalWriter:
         self._fh = None
         self._synced = time.monotonic()
         self.output_kind = resume.output_kind if resume is not None else None
+        self.written = 0  # records and skips written by this writer
 
     def _open(self) -> None:
+        """Reopen the journal being resumed (never through a symbolic link), or write a new one's
+        header to a temporary file and rename it over ``path``: a journal that is a symbolic
+        link is replaced by a file, its target left as it was."""
         from . import __version__
 
         if self._resume is not None:
-            self._fh = open(self.path, "r+b")
+            fd = os.open(self.path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+            self._fh = os.fdopen(fd, "r+b")
             self._fh.truncate(self._resume.size)
             self._fh.seek(self._resume.size)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "wb")
-        self._write({"journal": FORMAT, "onnxcert_version": __version__,
-                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "identity": self._identity})
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self._fh = os.fdopen(fd, "wb")
+            self._emit({"journal": FORMAT, "onnxcert_version": __version__,
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "identity": self._identity})
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def record(self, record: Record, output_kind: str) -> None:
         if output_kind != self.output_kind:
@@ -233,29 +251,60 @@ class JournalWriter:
         self._write({"skipped": skip.to_dict()})
 
     def _write(self, event: Mapping[str, Any]) -> None:
-        if self._fh is None:
-            self._open()
+        try:
+            if self._fh is None:
+                self._open()
+            self._emit(event)
+            if time.monotonic() - self._synced >= FSYNC_SECONDS:
+                self._sync()
+        except OSError as exc:  # a full disk, a quota, a read-only remount
+            raise self._failed(exc) from None
+        if "record" in event or "skipped" in event:
+            self.written += 1
+
+    def _emit(self, event: Mapping[str, Any]) -> None:
         self._fh.write(json.dumps(event, allow_nan=False).encode("utf-8") + b"\n")
         self._fh.flush()
-        if time.monotonic() - self._synced >= FSYNC_SECONDS:
-            self._sync()
+
+    def _failed(self, exc: OSError) -> InputError:
+        kept = self.written + (self._resume.done if self._resume is not None else 0)
+        if self._fh is None or kept == 0:
+            return InputError(f"cannot write the journal {shown(self.path)} ({exc.strerror or type(exc).__name__}); "
+                              "no input was kept" + ("" if self._resume is None else ", the journal is as it was"))
+        return InputError(f"cannot write the journal {shown(self.path)} ({exc.strerror or type(exc).__name__}); "
+                          f"the {kept} input(s) before it are kept there: make room and run the same command "
+                          "with --resume")
 
     def _sync(self) -> None:
         os.fsync(self._fh.fileno())
         self._synced = time.monotonic()
 
     def close(self) -> None:
+        """fsync and close; an OSError there (a full disk) is an InputError like a failed write."""
         if self._fh is not None and not self._fh.closed:
             try:
                 self._sync()
-            finally:
                 self._fh.close()
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    self._fh.close()
+                raise self._failed(exc) from None
 
     def __enter__(self) -> "JournalWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(OnnxCertError):  # the error in flight is the one to report
+            self.close()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- one run per journal

@@ -205,14 +205,18 @@ DEFAULT_REPORT = Path("onnxcert-report.json")
 
 
 def output_paths(output: list[Path] | None, force: bool) -> list[Path]:
+    """The -o files, checked before any work: a known suffix, not a directory, a folder that
+    takes new files, and not there already unless --force."""
+    from ..files import check_writable
+    from ..untrusted import shown
+
     paths = list(output) if output else [DEFAULT_REPORT]
     for p in paths:
         if p.suffix.lower() not in (".json", ".csv"):
-            raise ConfigError(f"--output must end in .json or .csv, got {str(p)!r}")
-        if p.exists() and not force:
-            raise InputError(f"{str(p)!r} exists; pass --force to overwrite it")
-        if p.exists() and p.is_dir():
-            raise InputError(f"{str(p)!r} is a directory")
+            raise ConfigError(f"--output must end in .json or .csv, got {shown(p)}")
+        check_writable(p, "the report")
+        if (p.exists() or p.is_symlink()) and not force:
+            raise InputError(f"{shown(p)} exists; pass --force to overwrite it")
     return paths
 
 

@@ -47,8 +47,10 @@ def plot_cmd(
 ) -> None:
     """Certified accuracy vs L2 radius (one panel per measure, a line per threshold and method) and
     prediction score vs the label certificate's radius. Needs the [plot] extra."""
+    from ..files import check_writable
     from ..plot import plot
 
+    check_writable(output, "the figure")
     path = plot(report, output, radii_max=max_radius)
     typer.echo(f"wrote {path}", err=True)
 
@@ -80,6 +82,10 @@ def gate_cmd(
     flag_rules = rules_from_flags(**flags)
     if baseline is None and tolerance != 0.0:
         raise ConfigError("--tolerance needs --baseline")
+    if junit is not None:
+        from ..files import check_writable
+
+        check_writable(junit, "the JUnit file")  # before the report is read: exit 2, never 1
     result = gate(report, load_rules(rules) if rules is not None else flag_rules, baseline_path=baseline,
                   tolerance=tolerance, allow_incomplete=allow_incomplete)
     for line in result.lines():

@@ -58,7 +58,7 @@ def run_cmd(
     from .. import pipeline
     from ..config import cli_layer, load_yaml
     from ..gate import check_rules_for_run
-    from ..report import write_report
+    from ..report import write_reports
 
     setup_logging(quiet)
     flags = setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
@@ -80,8 +80,8 @@ def run_cmd(
             _progress(setup, not quiet and sys.stderr.isatty(), done) as (on_batch, on_record):
         certify = pipeline.certify if remote is None else remote.certify
         result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop)
-    for p in paths:
-        write_report(result.report, p)
+    write_reports(result.report, paths, hint=f"every certified input is kept in {str(journal)!r}: make room and "
+                                             "run the same command with --resume to write the report")
     skipped = result.report["skipped"]
     if skipped:
         typer.echo(f"onnxcert: warning: {len(skipped)} input(s) skipped (listed under 'skipped' in the report)",
@@ -102,10 +102,14 @@ def _journal(first_output: Path, resume: bool, force: bool) -> Path:
     """The journal beside the first report; an earlier run's journal needs --resume or --force."""
     from ..journal import journal_path
 
+    from ..files import check_writable
+
     path = journal_path(first_output)
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} (the run's journal) is a directory")
-    if path.exists() and not resume and not force:
+    check_writable(path, "the run's journal")
+    if resume and path.is_symlink():
+        raise InputError(f"the run's journal {str(path)!r} is a symbolic link; onnxcert does not append through "
+                         "links: drop --resume and pass --force to start a new journal there")
+    if (path.exists() or path.is_symlink()) and not resume and not force:
         raise InputError(f"{str(path)!r} holds an earlier run's journal; pass --resume to continue that run, "
                          "or --force to start over")
     return path
@@ -135,6 +139,10 @@ def _rules(gate: Path | None, junit: Path | None):
     """The --gate rules, loaded before any work, so that bad rules fail early (exit 2)."""
     if junit is not None and gate is None:
         raise ConfigError("--junit needs --gate RULES.yaml")
+    if junit is not None:
+        from ..files import check_writable
+
+        check_writable(junit, "the JUnit file")
     if gate is None:
         return ()
     from ..gate import load_rules

@@ -24,7 +24,7 @@ def certify_scores_cmd(
 ) -> None:
     """Certify from score matrices computed elsewhere (no model). n and n0 default to the arrays."""
     from ..config import load_yaml, resolve
-    from ..report import write_report
+    from ..report import write_reports
     from ..scores import certify_scores, load_scores, scores_shape_layer
 
     setup_logging(quiet)
@@ -34,8 +34,7 @@ def certify_scores_cmd(
     arrays = load_scores(scores)
     cfg = resolve(cli=flags, file=load_yaml(config) if config else None, shape=scores_shape_layer(arrays))
     result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind)
-    for p in paths:
-        write_report(result.report, p)
+    write_reports(result.report, paths)
     if not quiet:
         print_summary(result.report)
         typer.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
