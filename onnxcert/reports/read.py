@@ -97,6 +97,7 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
         ok = rec.get("correct")
         if ok is not None and not isinstance(ok, bool):
             raise InputError(f"{where}: 'correct' must be true, false or null, got {quote(ok)}")
+        _check_correct(rec, ok, where)
         labelled[i], correct[i] = ok is not None, ok is True
         cert = _get(rec, ("label_certificate",), where, Mapping)
         label_radius[i] = _radius(cert.get("radius"), f"{where}: label_certificate.radius")
@@ -110,6 +111,26 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
                                      f"expected {want} (one per threshold)")
                 radius[m, meth][i] = [_radius(r, f"{where}: confidence.{m}.{meth}.radius") for r in radii]
     return ReportData(source, report, labelled, correct, label_radius, means, radius)
+
+
+def _check_correct(rec: Mapping, ok: bool | None, where: str) -> None:
+    """``correct`` is derived data: it must be what the record's label and prediction say (null
+    when the label is). A report edited by hand, or corrupted, is refused rather than trusted:
+    certified accuracy counts ``correct``."""
+    for key in ("label", "prediction"):
+        if key not in rec:
+            raise InputError(f"{where} has no {key!r}")
+    label, prediction = rec["label"], rec["prediction"]
+    if isinstance(prediction, bool) or not isinstance(prediction, int):
+        raise InputError(f"{where}: 'prediction' must be a class index, got {quote(prediction)}")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+        raise InputError(f"{where}: 'label' must be a class index or null, got {quote(label)}")
+    expected = None if label is None else label == prediction
+    if ok != expected:
+        raise InputError(f"{where} says correct={quote(ok).lower().replace('none', 'null')} but its label "
+                         f"{'null' if label is None else label} and prediction {prediction} say "
+                         f"{'null' if expected is None else str(expected).lower()}; the report was edited or is "
+                         "corrupt")
 
 
 def _check_settings(settings: Any, source: str) -> Mapping:
