@@ -129,8 +129,7 @@ def check_batch(batch: int, sample_shape: Sequence[int], *, explicit: bool, sour
     if explicit and batch > 1:
         fix = "lower --batch-size (smoothing.batch_size), or leave it out to have it chosen automatically"
     else:
-        fix = ("set a smaller preprocess.size, or preprocess.resize to scale images down "
-               "(a model with a dynamic height and width takes each image at the size preprocessing gives it)")
+        fix = "set a smaller preprocess.size, or preprocess.resize to scale images down"
     _room(batch_bytes(batch, sample_shape), f"a batch of {batch:,} sample(s) of shape {dims}{where}", fix, memory)
 
 

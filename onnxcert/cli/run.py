@@ -27,11 +27,13 @@ def _journal_locked(fn):
     run with the same -o refuses before any work (see journal.JournalLock)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from ..files import check_writable
         from ..journal import JournalLock, journal_path
 
         outputs = kwargs.get("output") or [DEFAULT_REPORT]
         if Path(outputs[0]).suffix.lower() not in (".json", ".csv"):
             return fn(*args, **kwargs)  # refused by output_paths, with its own message
+        check_writable(outputs[0], "the report")  # its folder will hold the lock
         with JournalLock(journal_path(outputs[0])):
             return fn(*args, **kwargs)
 
