@@ -29,9 +29,10 @@ from .errors import ConfigError, InputError
 from .untrusted import shown
 
 MEMORY_ENV = "ONNXCERT_MEMORY"
-# Measured with tracemalloc (certify_samples, every method, n = 1e5 and 1e6): a peak of 115 bytes
-# per estimation sample, plus the 16 bytes of score and margin that sampling keeps.
-SAMPLE_BYTES = 160
+# Measured with tracemalloc (certify_samples, every method, the default thresholds and radii,
+# n = 1e5 and 1e6): a peak of 67-70 bytes per estimation sample, plus the 16 bytes of score and
+# margin that sampling keeps; the rest is room for more thresholds and radii.
+SAMPLE_BYTES = 128
 BATCH_BUFFERS = 2  # the sampler's noisy-batch buffers (two with prefetch)
 THREADS_PER_CORE = 4  # more onnxruntime threads than this per core only thrash
 ARRAY_SHARE = 0.5  # an input or score array loaded whole may take this share of the memory
