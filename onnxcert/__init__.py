@@ -22,13 +22,13 @@ from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCe
 
 # Loaded on first use, so that ``import onnxcert`` (and ``onnxcert --help``) stays fast.
 _LAZY = {
-    "certify_model": "api", "certify_scores": "api", "gate_report": "api", "summarize": "api",
+    "certify_model": "api", "certify_scores": "api", "check_model": "api", "gate_report": "api", "summarize": "api",
     "Config": "config", "ModelConfig": "config", "PreprocessConfig": "config", "Settings": "config",
     "Record": "report", "CertificationResult": "scores", "prepare_bands": "bandstore",
 }
 
 if TYPE_CHECKING:
-    from .api import certify_model, certify_scores, gate_report, summarize
+    from .api import certify_model, certify_scores, check_model, gate_report, summarize
     from .bandstore import prepare_bands
     from .config import Config, ModelConfig, PreprocessConfig, Settings
     from .report import Record
@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "certify_model",
     "certify_scores",
+    "check_model",
     "gate_report",
     "prepare_bands",
     "summarize",

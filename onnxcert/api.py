@@ -44,13 +44,15 @@ def _settings_layer(kw: dict) -> dict:
 def certify_model(model: str | Path, inputs, *, config=None, output: str | Path | None = None,
                   labels=None, device: str = "auto", threads: int | None = None,
                   output_kind: str | None = None, input_name: str | None = None,
-                  output_name: str | None = None, **settings: Any) -> CertificationResult:
+                  output_name: str | None = None, skip: int | None = None, limit: int | None = None,
+                  **settings: Any) -> CertificationResult:
     """Certify ``inputs`` with the ONNX classifier ``model`` (what ``onnxcert run`` does).
 
     ``inputs`` is a path (image folder, image, .npy, .npz) or an array [N, ...] in [0, 1] pixel
     space in the model's layout, with optional ``labels``. ``config`` is a YAML path, a Config or a mapping
     of sections; keyword settings (sigma, alpha, n0, n, batch_size, seed, measures, methods,
-    thresholds, radii) override it, and it overrides the model's metadata.
+    thresholds, radii) override it, and it overrides the model's metadata. ``skip`` and ``limit``
+    select every skip-th input, at most ``limit`` of them (``run --skip/--limit``).
     """
     from .config import cli_layer
     from .pipeline import certify, prepare
@@ -58,11 +60,28 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
     file_layer = _config_layer(config)
     names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
     setup = prepare(model, inputs, file=file_layer, cli=[_settings_layer(dict(settings)), names],
-                    device=device, threads=threads, labels=labels)
+                    device=device, threads=threads, labels=labels, skip=skip, limit=limit)
     result = certify(setup)
     if output is not None:
         write_report(result.report, output)
     return result
+
+
+def check_model(model: str | Path, inputs, *, config=None, labels=None, top_k: int = 5, device: str = "auto",
+                output_kind: str | None = None, input_name: str | None = None, output_name: str | None = None,
+                skip: int | None = None, limit: int | None = None):
+    """What ``onnxcert check`` does: one noise-free forward pass per input. Returns a frozen
+    ``check.CheckResult`` (``.clean_accuracy``, ``.records`` with the top-k classes,
+    ``.warnings``, ``.to_dict()``); writes nothing."""
+    from .check import check
+    from .config import cli_layer
+    from .pipeline import prepare
+
+    names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
+    no_noise = {"smoothing": {"sigma": 1.0}, "certify": {"methods": ["naive"]}}  # no band to calibrate
+    setup = prepare(model, inputs, file=_config_layer(config), cli=[no_noise, names],
+                    device=device, labels=labels, skip=skip, limit=limit)
+    return check(setup, top_k=top_k)
 
 
 def _config_layer(config) -> dict:
@@ -88,7 +107,7 @@ def summarize(report, *, radii=None, measures=None, methods=None):
     """Certified-accuracy summary (``onnxcert summary``) of a report dict or a REPORT.json path.
 
     Returns a frozen ``reports.metrics.ReportSummary`` (curves per measure, method and threshold; the
-    label certificate's curve; clean accuracy; abstain rate; mean certified radii).
+    label certificate's curve; clean and smoothed accuracy; abstain rate; mean certified radii).
     """
     from .reports.metrics import summarize_report
     from .reports.read import load_report, parse_report

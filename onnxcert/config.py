@@ -3,7 +3,8 @@
 A configuration is four sections (see ``configs/template.yaml``)::
 
     model:      {input, output, output_kind, classes}
-    preprocess: {size, resize, resize_to, crop, channels, layout, mean, std}
+    preprocess: {from, size, resize, resize_to, crop, channels, layout, mean, std,
+                 interpolation, resize_round, crop_offset}
     smoothing:  {sigma, alpha, n0, n, batch_size, seed}
     certify:    {measures, methods, thresholds: {score, margin}, radii}
 
@@ -38,10 +39,12 @@ METADATA_KEYS = {"model": "onnxcert.model", "preprocess": "onnxcert.preprocess",
 DEFAULT_THRESHOLDS = {"score": (0.5, 0.6, 0.7, 0.8, 0.9), "margin": (0.0, 0.2, 0.4, 0.6, 0.8)}
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 OUTPUT_KINDS = ("auto", "logits", "probabilities")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 SCHEMA: dict[str, tuple[str, ...]] = {
     "model": ("input", "output", "output_kind", "classes"),
-    "preprocess": ("size", "resize", "resize_to", "crop", "channels", "layout", "mean", "std"),
+    "preprocess": ("from", "size", "resize", "resize_to", "crop", "channels", "layout", "mean", "std",
+                   "interpolation", "resize_round", "crop_offset"),
     "smoothing": ("sigma", "alpha", "n0", "n", "batch_size", "seed"),
     "certify": ("measures", "methods", "thresholds", "radii"),
 }
@@ -62,12 +65,15 @@ class PreprocessConfig:
 
     size: tuple[int, int] | None = None
     resize: str = "exact"  # exact | shorter | none
-    resize_to: int | None = None
+    resize_to: int | tuple[int, int] | None = None  # shorter: INT; exact: [H, W] before the crop
     crop: str = "center"  # center | none
     channels: str = "RGB"  # RGB | BGR | L
     layout: str = "NCHW"  # NCHW | NHWC
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    interpolation: str = "bilinear"  # nearest | bilinear | bicubic | lanczos (Pillow's filters)
+    resize_round: str = "floor"  # the longer side after `shorter`: floor (torchvision, HF) | round (timm)
+    crop_offset: str = "round"  # centre-crop offsets: round (torchvision, timm) | floor (HF)
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,9 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {shown(path)} must hold a mapping of sections, got {type(data).__name__}")
     check_keys(data, source=str(path))
-    return data
+    from .preprocess_configs import expand_from
+
+    return expand_from(data, base=Path(path).parent)  # a relative `from` is beside the config file
 
 
 def metadata_layer(props: Mapping[str, str], source: str = "model metadata") -> dict:
@@ -149,6 +157,8 @@ def metadata_layer(props: Mapping[str, str], source: str = "model metadata") -> 
                 raise ConfigError(f"{source}: {key} must be a JSON object")
             layer[section] = value
     check_keys(layer, source=source)
+    if "from" in (layer.get("preprocess") or {}):
+        raise ConfigError(f"{source}: preprocess.from names a file and belongs in a config file, not in a model")
     return layer
 
 
@@ -311,11 +321,7 @@ def _preprocess(p: dict) -> PreprocessConfig:
         if min(size) < 1:
             raise ConfigError(f"preprocess.size must be positive, got {quote(list(size))}")
     resize = _choice("preprocess", "resize", p.get("resize", "exact"), ("exact", "shorter", "none"))
-    resize_to = p.get("resize_to")
-    if resize_to is not None:
-        resize_to = _num("preprocess", "resize_to", resize_to, integer=True)
-        if resize_to < 1:
-            raise ConfigError(f"preprocess.resize_to must be >= 1, got {resize_to}")
+    resize_to = _resize_to(p.get("resize_to"), resize)
     crop = _choice("preprocess", "crop", p.get("crop", "center"), ("center", "none"))
     channels = _choice("preprocess", "channels", p.get("channels", "RGB"), ("RGB", "BGR", "L"))
     layout = _choice("preprocess", "layout", p.get("layout", "NCHW"), ("NCHW", "NHWC"))
@@ -327,14 +333,47 @@ def _preprocess(p: dict) -> PreprocessConfig:
     for key, vals in (("mean", mean), ("std", std)):
         if len(vals) not in (1, nch):
             raise ConfigError(f"preprocess.{key} needs 1 or {nch} values for channels {channels}, got {quote(list(vals))}")
-    return PreprocessConfig(size, resize, resize_to, crop, channels, layout, mean, std)
+    interpolation = _choice("preprocess", "interpolation", p.get("interpolation", "bilinear"), INTERPOLATIONS)
+    resize_round = _choice("preprocess", "resize_round", p.get("resize_round", "floor"), ("floor", "round"))
+    crop_offset = _choice("preprocess", "crop_offset", p.get("crop_offset", "round"), ("round", "floor"))
+    _warn_pixel_units(mean, std)
+    return PreprocessConfig(size, resize, resize_to, crop, channels, layout, mean, std,
+                            interpolation, resize_round, crop_offset)
+
+
+def _resize_to(value, resize: str) -> int | tuple[int, int] | None:
+    """An INT (the shorter side, or a square for exact), or [H, W] for ``resize: exact``."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if resize != "exact" or len(value) != 2:
+            raise ConfigError(f"preprocess.resize_to must be an integer (or [H, W] with resize: exact), got {quote(value)}")
+        hw = tuple(_num("preprocess", "resize_to", v, integer=True) for v in value)
+        if min(hw) < 1:
+            raise ConfigError(f"preprocess.resize_to must be positive, got {quote(list(hw))}")
+        return hw
+    side = _num("preprocess", "resize_to", value, integer=True)
+    if side < 1:
+        raise ConfigError(f"preprocess.resize_to must be >= 1, got {side}")
+    return side
+
+
+def _warn_pixel_units(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """mean/std written in 0..255 units (ImageNet's 123.675, 58.395) are almost surely a mistake."""
+    for key, vals in (("mean", mean), ("std", std)):
+        if max(abs(v) for v in vals) > 1:
+            fixed = ", ".join(f"{v / 255:.6g}" for v in vals)
+            log.warning("warning: preprocess.%s %s looks like 0..255 units, but mean and std are in [0, 1] "
+                        "pixel units (x in [0, 1]); divide by 255: [%s]", key, list(vals), fixed)
 
 
 def build_config(*layers: Mapping, require_sigma: bool = True) -> Config:
     """Merge layers (lowest precedence first) and validate into a frozen Config."""
+    from .preprocess_configs import expand_from
+
     for layer in layers:
         check_keys(layer or {}, source="settings")
-    merged = merge(*layers)
+    merged = merge(*(expand_from(layer) for layer in layers))
     return Config(_model(merged["model"]), _preprocess(merged["preprocess"]),
                   _settings(merged["smoothing"], merged["certify"], require_sigma))
 
@@ -356,8 +395,11 @@ def resolve(*, cli: Mapping | Sequence[Mapping] | None = None, file: Mapping | N
     A config file or flag that contradicts the model's own model/preprocess metadata wins, with
     a warning. ``require_sigma=False`` (``inspect``) leaves ``settings.sigma`` None when unset.
     """
+    from .preprocess_configs import expand_from
+
     meta = metadata_layer(metadata, source=source) if metadata else {}
-    upper = [meta, file or {}, *([cli] if isinstance(cli, Mapping) else (cli or ()))]
+    given = [file or {}, *([cli] if isinstance(cli, Mapping) else (cli or ()))]
+    upper = [meta, *(expand_from(layer) for layer in given)]  # a preprocess.from file read once, here
     merged = merge(*upper)
     derived = shape(merged) if callable(shape) else (shape or {})
     _warn_overrides(meta, merged, source)

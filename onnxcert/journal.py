@@ -153,7 +153,8 @@ def record_from_dict(d: Mapping[str, Any], votes: int, n: int) -> Record:
             for method, c in entry.items() if method != "mean"}
     cert = InputCertificate(int(d["prediction"]), LabelCertificate(int(votes), int(n), label["p_lower"], label["radius"]),
                             confidence)
-    return Record(int(d["index"]), d["input"], d["label"], cert)
+    clean = d.get("clean_prediction")
+    return Record(int(d["index"]), d["input"], d["label"], cert, None if clean is None else int(clean))
 
 
 def _radius(r) -> float | None:

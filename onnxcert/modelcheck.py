@@ -119,3 +119,24 @@ def _nodes(proto) -> Iterator:
     yield from walk(proto.graph.node)
     for fn in proto.functions:
         yield from walk(fn.node)
+
+
+# ---------------------------------------------------------------- what the output is
+
+
+SHAPE_OPS = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Transpose")
+
+
+def output_op(proto, output_name: str) -> str | None:
+    """The operator that computes ``output_name``, looking through ops that only move values
+    (Reshape, Flatten, Cast, ...): "Softmax" means the output is probabilities."""
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    name = output_name
+    for _ in range(len(producers) + 1):
+        node = producers.get(name)
+        if node is None:
+            return None
+        if node.op_type not in SHAPE_OPS or not node.input:
+            return node.op_type
+        name = node.input[0]
+    return None

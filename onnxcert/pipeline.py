@@ -28,13 +28,15 @@ import numpy as np
 
 from .bandstore import band_requests, prepare_bands
 from .config import Config, resolve
-from .errors import ConfigError, InputError, RunInterrupted
+from .errors import ConfigError, InputError, ModelError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
 from .limits import check_batch, check_samples
 from .journal import START_OVER, JournalState, JournalWriter, TornHeader, check_identity, read_journal
+from .modelcheck import output_op
 from .preprocess import Preprocessor, check_against_model, model_layer, planned_size
+from .preprocess_configs import classes_from_metadata
 from .report import Record, build_report
-from .model_info import describe_model, load_proto, select_input
+from .model_info import describe_model, load_proto, select_input, select_output
 from .runtime import Classifier, open_classifier, ort_version
 from .sampling import Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
@@ -56,6 +58,7 @@ class RunSetup:
     device: str
     strict_inputs: bool = False
     bands: tuple = ()  # the cdf-bj bands, obtained before sampling (bandstore); travel to Ray workers
+    output_op: str | None = None  # the graph's last op before the output ("Softmax": probabilities)
 
     @property
     def batch_size(self) -> int:
@@ -68,19 +71,22 @@ class RunSetup:
 
 def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping | None = None,
             cli: Mapping | Sequence[Mapping] | None = None, device: str = "auto", threads: int | None = None,
-            labels=None, strict_inputs: bool = False) -> RunSetup:
+            labels=None, strict_inputs: bool = False, input_options: Mapping[str, Any] | None = None,
+            skip: int | None = None, limit: int | None = None) -> RunSetup:
     """Load the model, resolve the configuration (``config.resolve``: ``cli`` > ``file`` > the
     model's metadata > its input shape > defaults), find the inputs, check that preprocessing
     produces what the model takes, and fix the batch size.
 
     Images of a folder that cannot be decoded are skipped with a warning (``iter_records``), or
-    are fatal with ``strict_inputs``.
+    are fatal with ``strict_inputs``. ``input_options`` go to ``load_inputs`` (labels_csv,
+    csv_columns, npz_keys); ``skip`` and ``limit`` select inputs (``InputSet.select``).
     """
     proto = load_proto(model)
     info = describe_model(model, proto)
     cfg = resolve_model_config(info, cli=cli, file=file, source=f"{Path(model).name} metadata")
     check_samples(cfg.settings.n)
-    items = load_inputs(inputs, classes=cfg.model.classes, labels=labels)
+    items = load_inputs(inputs, classes=cfg.model.classes, labels=labels, **(input_options or {}))
+    items = items.select(skip, limit)
     pre = Preprocessor(cfg.preprocess)
     clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
                           threads=threads, proto=proto, info=info)
@@ -106,7 +112,8 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))
     bands = prepare_bands(band_requests(cfg.settings))
-    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()))
+    return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()),
+                    output_op(proto, clf.output.name))
 
 
 def resolve_model_config(info, *, cli=None, file=None, source: str = "model metadata",
@@ -115,7 +122,7 @@ def resolve_model_config(info, *, cli=None, file=None, source: str = "model meta
     def shape(merged: Mapping) -> dict:
         name = merged["model"].get("input")
         inp = select_input(info, name if isinstance(name, str) else None)
-        return model_layer(inp.shape, merged["preprocess"])
+        return {**model_layer(inp.shape, merged["preprocess"]), **_named_classes(info, merged)}
 
     return resolve(cli=cli, file=file, metadata=info.metadata, shape=shape, source=source,
                    require_sigma=require_sigma)
@@ -141,6 +148,24 @@ def _largest_sample(items: InputSet, pre: Preprocessor, first: tuple[int, ...]) 
             best, source = c * h * w, f"image {str(path)!r}"
             shape = (c, h, w) if pre.config.layout == "NCHW" else (h, w, c)
     return shape, source
+
+
+def _named_classes(info, merged: Mapping) -> dict:
+    """Class names under a common metadata key of a third-party model (``names``, ``id2label``, ...),
+    in the lowest layer; ignored when they do not match the outputs' count."""
+    names = classes_from_metadata(info.metadata)
+    if not names:
+        return {}
+    try:
+        out = select_output(info, merged["model"].get("output"))
+        k = out.shape[-1] if out.shape else None
+    except ModelError:  # the output is chosen (and its errors reported) when the model opens
+        k = None
+    if isinstance(k, int) and k > 0 and len(names) != k:
+        log.warning("warning: the model's metadata names %d classes but it outputs %d; names ignored", len(names), k)
+        return {}
+    log.info("class names from the model's metadata (%d)", len(names))
+    return {"model": {"classes": names}}
 
 
 def _first_input(items: InputSet, strict: bool) -> tuple[int, Any]:
@@ -207,7 +232,9 @@ def iter_records(setup: RunSetup, sampler: Sampler,
             continue
         x = pre.prepare(item, name)
         check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
-        got = sampler.sample(i, pre.normalize(x), pre.noise_scale(s.sigma, x.shape), name)
+        x_norm = pre.normalize(x)
+        clean = clean_prediction(setup.classifier, x_norm, f"input {i} ({name})")
+        got = sampler.sample(i, x_norm, pre.noise_scale(s.sigma, x.shape), name)
         if not labels_checked:
             check_classes(setup.config, items, got.n_classes)
             labels_checked = True
@@ -215,7 +242,17 @@ def iter_records(setup: RunSetup, sampler: Sampler,
         cert = certify_samples(got.prediction, {m: by_name[m] for m in s.measures}, got.votes,
                                sigma=s.sigma, alpha=s.alpha, methods=s.methods,
                                thresholds=s.thresholds, radii=s.radii)
-        yield Record(i, items.names[i], items.labels[i], cert)
+        yield Record(i, items.names[i], items.labels[i], cert, clean)
+
+
+def clean_prediction(classifier, x_norm: np.ndarray, where: str) -> int:
+    """The class of one noise-free forward pass (argmax of the scores: the same for logits and
+    probabilities)."""
+    rows = np.asarray(classifier(x_norm[None]))
+    if not np.all(np.isfinite(rows)):
+        raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written "
+                         "for it (seen on the noise-free pass)")
+    return int(np.argmax(rows[0]))
 
 
 class StopFlag:

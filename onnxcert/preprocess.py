@@ -6,9 +6,13 @@ affine, that equals (x - mean) / std + noise * (sigma / std), which is how ``sam
 batches: one normalized clean image, plus noise scaled per channel.
 
 Resizing follows torchvision's PIL path, so configs written from a model's documentation
-(``Resize(256)``, ``CenterCrop(224)``) mean the same thing here: bilinear with antialiasing, the
-shorter side scaled to ``resize_to`` (the longer side truncated to an int), then a centre crop
-with rounded offsets.
+(``Resize(256)``, ``CenterCrop(224)``) mean the same thing here: the image is first converted to
+the target mode (RGB or L), then resized with Pillow's antialiasing filter (``interpolation``,
+bilinear by default), the shorter side scaled to ``resize_to`` (the longer side floored, or
+rounded with ``resize_round: round``), then centre-cropped with rounded offsets (floored with
+``crop_offset: floor``, as Hugging Face does). ``preprocess_configs`` writes these settings from
+timm and Hugging Face files. Images of higher bit depth are resized as float planes at their true
+scale.
 """
 
 from __future__ import annotations
@@ -42,11 +46,10 @@ class Preprocessor:
 
     def image(self, img, name: str = "image") -> np.ndarray:
         """A PIL image -> float32 [C, H, W] or [H, W, C] in [0, 1]."""
-        img = resize_and_crop(img, self.config, name)
-        mode = "L" if self.config.channels == "L" else "RGB"
-        a = np.asarray(img.convert(mode) if img.mode != mode else img, dtype=np.float32) / np.float32(255)
-        if a.ndim == 2:
-            a = a[:, :, None]
+        img, copies = to_target_mode(img, self.config.channels, name)
+        a = _hwc(resize_and_crop(img, self.config, name))
+        if copies > 1:
+            a = np.repeat(a, copies, axis=2)
         if self.config.channels == "BGR":
             a = a[:, :, ::-1]
         if self.config.layout == "NCHW":
@@ -91,51 +94,91 @@ class Preprocessor:
         return (np.float32(sigma) / self._per_channel(self.config.std, shape)).astype(np.float32)
 
 
-def resize_and_crop(img, cfg: PreprocessConfig, name: str = "image"):
-    """resize: exact (to size) | shorter (shorter side to resize_to) | none; then a centre crop."""
+def to_target_mode(img, channels: str, name: str = "image"):
+    """The image in the target mode, before any resizing (torchvision's loader converts to RGB first,
+    so a palette or RGBA image is resized as RGB, not as palette indices).
+
+    Returns the image and how many channels it stands for: 8-bit images become RGB or L (1);
+    grey images of higher bit depth (16-bit, float) become one float plane (Pillow mode F) at its
+    true scale in [0, 1], repeated for each output channel.
+    """
+    from .inputs import true_scale
+
+    img = true_scale(img, name)
+    if img.mode == "F":
+        return img, 1 if channels == "L" else 3
+    want = "L" if channels == "L" else "RGB"
+    if img.mode == want:
+        return img, 1
+    try:
+        return img.convert(want), 1
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{name} has mode {img.mode}, which Pillow cannot convert to {want} ({exc})") from None
+
+
+def _hwc(plane) -> np.ndarray:
+    """An RGB, L or F image -> float32 [H, W, C] in [0, 1]."""
+    a = np.asarray(plane, dtype=np.float32)
+    a = np.clip(a, 0, 1) if plane.mode == "F" else a / np.float32(255)  # F: resampling overshoot, as 8-bit clips
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def _filter(name: str):
     from PIL import Image
 
-    w, h = img.size
+    return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "lanczos": Image.LANCZOS}[name]
+
+
+def resized_size(w: int, h: int, cfg: PreprocessConfig) -> tuple[int, int] | None:
+    """(width, height) after ``cfg.resize``, or None for ``resize: none``.
+
+    exact: to ``resize_to`` ([H, W], or a square) when set, else to ``size``.
+    shorter: the shorter side to ``resize_to`` (default: the larger of ``size``), the longer side
+    ``resize_to * long / short`` floored (torchvision, HF) or rounded (timm's ResizeKeepRatio).
+    """
     if cfg.resize == "exact":
-        if cfg.size is None:
+        target = cfg.resize_to or cfg.size
+        if target is None:
             raise ConfigError("preprocess.resize is 'exact' but preprocess.size is not set and the "
                               "model's input has no fixed height and width; set preprocess.size: [H, W]")
-        th, tw = cfg.size
-        if (h, w) != (th, tw):
-            img = img.resize((tw, th), Image.BILINEAR)
-    elif cfg.resize == "shorter":
+        th, tw = (target, target) if isinstance(target, int) else target
+        return tw, th
+    if cfg.resize == "shorter":
         target = cfg.resize_to or (max(cfg.size) if cfg.size else None)
         if target is None:
             raise ConfigError("preprocess.resize is 'shorter' but neither preprocess.resize_to nor "
                               "preprocess.size is set")
         short, long = (w, h) if w <= h else (h, w)
-        new_long = int(target * long / short)
-        size = (target, new_long) if w <= h else (new_long, target)
-        if size != (w, h):
-            img = img.resize(size, Image.BILINEAR)
+        scaled = target * long / short
+        new_long = int(scaled) if cfg.resize_round == "floor" else int(round(scaled))
+        return (target, new_long) if w <= h else (new_long, target)
+    return None
+
+
+def resize_and_crop(img, cfg: PreprocessConfig, name: str = "image"):
+    """resize: exact | shorter | none, with ``cfg.interpolation`` (Pillow, antialiased as torchvision's
+    PIL path); then a centre crop to ``cfg.size``."""
+    size = resized_size(img.size[0], img.size[1], cfg)
+    if size is not None and size != img.size:
+        img = img.resize(size, _filter(cfg.interpolation))
     if cfg.crop == "center" and cfg.size is not None:
-        img = center_crop(img, cfg.size, name)
+        img = center_crop(img, cfg.size, name, cfg.crop_offset)
     return img
 
 
 def planned_size(width: int, height: int, cfg: PreprocessConfig) -> tuple[int, int]:
-    """(H, W) that ``resize_and_crop`` gives an image of ``width`` x ``height``, computed without
-    decoding it (the same arithmetic); the crop's own size when it cannot be reached."""
-    w, h = width, height
-    if cfg.resize == "exact" and cfg.size is not None:
-        h, w = cfg.size
-    elif cfg.resize == "shorter":
-        target = cfg.resize_to or (max(cfg.size) if cfg.size else None)
-        if target is not None:
-            short, long = (w, h) if w <= h else (h, w)
-            new_long = int(target * long / short)
-            w, h = (target, new_long) if w <= h else (new_long, target)
+    """(H, W) that ``resize_and_crop`` gives an image of ``width`` x ``height``, from its header
+    alone (the same arithmetic, nothing decoded)."""
+    size = resized_size(width, height, cfg)
+    w, h = size if size is not None else (width, height)
     if cfg.crop == "center" and cfg.size is not None:
         h, w = cfg.size
     return h, w
 
 
-def center_crop(img, size: tuple[int, int], name: str = "image"):
+def center_crop(img, size: tuple[int, int], name: str = "image", offset: str = "round"):
+    """Offsets (H - h) / 2 rounded half to even (torchvision) or floored (Hugging Face)."""
     th, tw = size
     w, h = img.size
     if (h, w) == (th, tw):
@@ -143,7 +186,10 @@ def center_crop(img, size: tuple[int, int], name: str = "image"):
     if h < th or w < tw:
         raise InputError(f"{name} is {w}x{h} after resizing, smaller than the crop {tw}x{th} "
                          "(set preprocess.resize or preprocess.resize_to)")
-    top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
+    if offset == "floor":
+        top, left = (h - th) // 2, (w - tw) // 2
+    else:
+        top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
     return img.crop((left, top, left + tw, top + th))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .config import Settings
 from .files import atomic_write_all, write_error
-from .reports.metrics import certified_accuracy_table
+from .reports.metrics import certified_accuracy_table, record_accuracies
 from .reports.read import SCHEMA, radius_to_json
 from .stats.names import METHOD_DESCRIPTIONS
 
@@ -38,6 +38,7 @@ class Record:
     input: str | None
     label: int | None
     certificate: InputCertificate
+    clean_prediction: int | None = None  # argmax of one noise-free forward pass; None without a model
 
     @property
     def prediction(self) -> int:
@@ -62,6 +63,7 @@ class Record:
             "label": self.label,
             "prediction": self.prediction,
             "correct": self.correct,
+            "clean_prediction": self.clean_prediction,
             "label_certificate": {"p_lower": cert.label.p_lower, "radius": cert.label.radius},
             "confidence": confidence,
         }
@@ -92,6 +94,7 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
 
     recs = [r.to_dict() if isinstance(r, Record) else dict(r) for r in records]
     sdict = settings_dict(settings, **settings_extra)
+    clean, smoothed = record_accuracies(recs)
     report = {
         "schema": SCHEMA,
         "onnxcert_version": __version__,
@@ -102,6 +105,8 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
         "model": dict(model) if model else None,
         "settings": sdict,
         "provenance": {"python": platform.python_version(), **(provenance or {})},
+        "clean_accuracy": clean,
+        "smoothed_accuracy": smoothed,
         "records": recs,
         "summary": summarize(recs, sdict),
     }
@@ -121,7 +126,7 @@ def csv_columns(settings: Mapping) -> list[str]:
         cols.append(f"{m}_mean")
         for meth in settings["methods"]:
             cols += [f"{m}_{meth}_radius@{c:g}" for c in settings["thresholds"][m]]
-    return cols
+    return cols + ["clean_prediction"]
 
 
 def to_csv(report: Mapping) -> str:
@@ -137,7 +142,7 @@ def to_csv(report: Mapping) -> str:
             row.append(rec["confidence"][m]["mean"])
             for meth in settings["methods"]:
                 row += [blank(r) for r in rec["confidence"][m][meth]["radius"]]
-        w.writerow(row)
+        w.writerow(row + [blank(rec.get("clean_prediction"))])
     return buf.getvalue()
 
 
@@ -158,7 +163,7 @@ def write_reports(report: Mapping, paths: Sequence[str | Path], hint: str = "") 
     """Write the report to every path (JSON or CSV by suffix), all or none: every file is
     rendered and written to a temporary file first, and renamed into place only when all are
     (see files.atomic_write_all). An OSError (a full disk) becomes one InputError line naming
-    the file, plus ``hint``."""
+    the files, plus ``hint``."""
     items = [(Path(p), report_bytes(report, p)) for p in paths]
     try:
         return atomic_write_all(items)

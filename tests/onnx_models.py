@@ -133,3 +133,21 @@ def nan_output(path, shape=(3, 4, 4)):
     return _save(path, nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape])],
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
                  [_init("minus1", np.array([-1.0], np.float32))])
+
+
+def brightness_bins(path, *, k=10, size=(8, 8), scale=255.0, metadata=None):
+    """A CIFAR-like model that wants 0..``scale`` inputs: class j when the mean pixel is nearest
+    ``scale * (j + 0.5) / k``; logits_j = -((mean - centre_j) / (scale / k))^2. Fed [0, 1] values
+    (mean 0, std 1 instead of std 1/255) it predicts class 0 for everything."""
+    h, w = size
+    centres = np.array([[scale * (j + 0.5) / k for j in range(k)]], np.float32)
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Unsqueeze", ["m", "ax1"], ["m1"]),
+             helper.make_node("Sub", ["m1", "centres"], ["d"]),
+             helper.make_node("Div", ["d", "width"], ["z"]),
+             helper.make_node("Mul", ["z", "z"], ["z2"]),
+             helper.make_node("Neg", ["z2"], ["logits"])]
+    inits = [_init("centres", centres), _init("width", np.array([scale / k], np.float32)),
+             _init("ax1", np.array([1], np.int64))]
+    return _save(path, nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, h, w])],
+                 [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k])], inits, metadata)

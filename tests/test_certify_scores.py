@@ -91,8 +91,9 @@ def test_sampled_certificates_are_finite_but_inf_and_null_are_written_as_the_con
     assert d["confidence"]["score"]["naive"]["radius"] == ["inf", None]
     assert d["label_certificate"]["radius"] is None
     settings = {"measures": ["score"], "methods": ["naive"], "thresholds": {"score": [0.5, 0.9]}}
-    row = to_csv({"settings": settings, "records": [d]}).splitlines()[1].split(",")
-    assert row[-2:] == ["inf", ""] and json.loads(json.dumps(d))["confidence"]["score"]["naive"]["radius"][0] == "inf"
+    header, row = (line.split(",") for line in to_csv({"settings": settings, "records": [d]}).splitlines())
+    cells = dict(zip(header, row))
+    assert [cells["score_naive_radius@0.5"], cells["score_naive_radius@0.9"]] == ["inf", ""] and json.loads(json.dumps(d))["confidence"]["score"]["naive"]["radius"][0] == "inf"
 
 
 def test_python_api_writes_nothing_unless_asked(tmp_path, monkeypatch):

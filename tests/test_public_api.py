@@ -9,7 +9,7 @@ import pytest
 import onnxcert
 
 EXPECTED = {
-    "__version__", "certify_model", "certify_scores", "summarize", "gate_report", "prepare_bands",
+    "__version__", "certify_model", "certify_scores", "check_model", "summarize", "gate_report", "prepare_bands",
     "CertificationResult",
     "Config", "ModelConfig", "PreprocessConfig", "Settings", "Record",
     "OnnxCertError", "ConfigError", "InputError", "ModelError", "DependencyError", "RunInterrupted",

@@ -101,7 +101,8 @@ def test_summary_json_matches_independent_recomputation(report, report_file):
     out = json.loads(res.stdout)["reports"][0]
     recs = report["records"]
     labelled = [r for r in recs if r["correct"] is not None]
-    assert out["clean_accuracy"] == pytest.approx(sum(r["correct"] for r in labelled) / len(labelled), abs=1e-12)
+    assert out["smoothed_accuracy"] == pytest.approx(sum(r["correct"] for r in labelled) / len(labelled), abs=1e-12)
+    assert out["clean_accuracy"] is None  # certify-scores has no model, so no noise-free pass
     assert out["abstain_rate"] == pytest.approx(sum(label_radius(r) is None for r in recs) / len(recs), abs=1e-12)
     assert out["label_certificate"]["certified_accuracy"] == pytest.approx(
         [ref_accuracy(recs, label_radius, r) for r in RADII], abs=1e-12)
@@ -119,7 +120,7 @@ def test_summary_json_matches_independent_recomputation(report, report_file):
                 checked += 1
     assert checked == 2 * 3 * 5
     # the data must exercise the interesting cases, or this test proves little
-    assert 0 < out["clean_accuracy"] < 1
+    assert 0 < out["smoothed_accuracy"] < 1
     assert any(0 < a < 1 for e in out["confidence"]["score"].values() for row in e["certified_accuracy"] for a in row)
 
 
@@ -160,7 +161,7 @@ def test_hand_written_report_golden_values():
     s = summarize_report(parse_report(hand_report()), radii=[0.0, 0.3, 0.31, 5.0])
     # 4 labelled records: 0, 1, 3 correct
     assert s.labelled == 4 and s.count == 5
-    assert s.clean_accuracy == 0.75
+    assert s.smoothed_accuracy == 0.75 and s.clean_accuracy is None  # no clean_prediction in these records
     assert s.abstain_rate == 0.2  # record 1 of 5
     assert s.label.accuracy == (0.5, 0.25, 0.25, 0.0)  # correct & label radius: 0.4 (rec 0), 0.2 (rec 3)
     assert s.label.mean_radius == pytest.approx((0.4 + 0 + 0 + 0.2) / 4)
@@ -172,12 +173,31 @@ def test_hand_written_report_golden_values():
     assert c09.mean_radius == pytest.approx(0.1 / 4) and c09.inf_count == 0
 
 
+def test_clean_accuracy_comes_from_the_noise_free_predictions():
+    rep = hand_report()
+    # labels: 1 for records 0-3, none for 4. Smoothed: 0, 1, 3 correct (0.75); noise-free: 0 and 2 (0.5)
+    for r, clean in zip(rep["records"], [1, 9, 1, 9, 5]):
+        r["clean_prediction"] = clean
+    s = summarize_report(parse_report(rep))
+    assert s.clean_accuracy == 0.5 and s.smoothed_accuracy == 0.75
+    from onnxcert.reports.metrics import record_accuracies
+
+    assert record_accuracies(rep["records"]) == (0.5, 0.75)
+    rep["records"][1]["clean_prediction"] = None  # a labelled record without one: unknown
+    assert summarize_report(parse_report(rep)).clean_accuracy is None
+    rep["records"][1]["clean_prediction"] = "3"
+    from onnxcert.errors import InputError
+
+    with pytest.raises(InputError, match="'clean_prediction' must be an integer or null"):
+        parse_report(rep)
+
+
 def test_unlabelled_report_has_no_accuracy_but_mean_radius_over_all():
     rep = hand_report()
     for r in rep["records"]:
         r["correct"], r["label"] = None, None
     s = summarize_report(parse_report(rep))
-    assert s.clean_accuracy is None and s.label.accuracy is None
+    assert s.smoothed_accuracy is None and s.clean_accuracy is None and s.label.accuracy is None
     assert s.label.mean_radius == pytest.approx((0.4 + 0 + 0.9 + 0.2 + 0.7) / 5)
 
 
@@ -298,7 +318,7 @@ def test_print_run_summary_plain_off_a_terminal(report):
     text = buf.getvalue()
     assert not any(ch in text for ch in "━│┃─╇")  # no box drawing off a terminal
     lines = text.splitlines()
-    assert lines[0].startswith(f"{len(report['records'])} inputs, clean accuracy")
+    assert lines[0].startswith(f"{len(report['records'])} inputs, smoothed accuracy")
     label_row = next(line for line in lines if line.split()[:1] == ["label"])
     want = [ref_accuracy(report["records"], label_radius, r) for r in RADII]
     assert [float(v) for v in label_row.split()[1:1 + len(RADII)]] == pytest.approx(want, abs=5e-4)
@@ -314,7 +334,8 @@ def test_certify_scores_prints_the_summary_on_stderr(tmp_path):
     res = runner.invoke(app, ["certify-scores", str(tmp_path / "s.npz"), "--sigma", "0.25",
                               "-o", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
-    assert "clean accuracy 0.667" in res.stderr and "score >= 0.5" in res.stderr
+    assert "smoothed accuracy 0.667" in res.stderr and "score >= 0.5" in res.stderr
+    assert "clean accuracy" not in res.stderr  # no model, no noise-free pass
     assert res.stdout == ""
 
 

@@ -1,13 +1,13 @@
 """The command line. ``app`` holds every command; ``main`` is the console script.
 
 One module per command family, each importing only ``cli.options`` (never each other):
-``scores`` (certify-scores), ``run``, ``inspect``, ``results`` (summary, plot, gate). Heavy
+``scores`` (certify-scores), ``run``, ``check``, ``inspect``, ``results`` (summary, plot, gate). Heavy
 imports (SciPy, onnxruntime, matplotlib) happen inside the commands, so ``--help`` is fast.
 """
 
 from __future__ import annotations
 
-from . import inspect, results, run, scores  # noqa: F401  (each registers its commands on app)
+from . import check, inspect, results, run, scores  # noqa: F401  (each registers its commands on app)
 from .options import app
 
 __all__ = ["app", "main"]

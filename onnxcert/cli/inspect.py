@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from ..errors import ModelError
-from .options import ConfigOpt, InputName, OutputName, app, handle_errors
+from .options import (ClassesOpt, ConfigOpt, InputName, OutputName, PreprocessFrom, app, handle_errors,
+                      model_layer_flags)
 
 
 @app.command("inspect")
@@ -16,6 +17,7 @@ from .options import ConfigOpt, InputName, OutputName, app, handle_errors
 def inspect_cmd(
     model: Annotated[Path, typer.Argument(help="The ONNX model to describe.")],
     config: ConfigOpt = None, input_name: InputName = None, output_name: OutputName = None,
+    classes: ClassesOpt = None, preprocess_from: PreprocessFrom = None,
 ) -> None:
     """Show the model's inputs, outputs, opset and metadata, and the preprocessing onnxcert would use."""
     from ..config import cli_layer, load_yaml, merge
@@ -23,8 +25,9 @@ def inspect_cmd(
     from ..pipeline import resolve_model_config
 
     info = describe_model(model)
-    file, cli = load_yaml(config) if config else {}, cli_layer(input_name=input_name, output_name=output_name)
-    merged = merge(file, cli)
+    file = load_yaml(config) if config else {}
+    cli = [model_layer_flags(classes, preprocess_from), cli_layer(input_name=input_name, output_name=output_name)]
+    merged = merge(file, *cli)
     out = typer.echo
     out(f"model      {info.path}")
     out(f"sha256     {info.sha256}")
@@ -50,8 +53,11 @@ def inspect_cmd(
     p, s, m = cfg.preprocess, cfg.settings, cfg.model
     out("preprocessing (model input shape < model metadata < config file < flags):")
     out(f"  size {list(p.size) if p.size else 'per image'}, resize {p.resize}"
-        + (f" (shorter side to {p.resize_to})" if p.resize == "shorter" and p.resize_to else "")
-        + f", crop {p.crop}, channels {p.channels}, layout {p.layout}")
+        + (f" (shorter side to {p.resize_to}, longer side {p.resize_round}ed)" if p.resize == "shorter" and p.resize_to
+           else f" (to {_hw(p.resize_to)} before the crop)" if p.resize == "exact" and p.resize_to else "")
+        + (f" with {p.interpolation}" if p.resize != "none" else "")
+        + f", crop {p.crop}" + (f" (offsets {p.crop_offset}ed)" if p.crop == "center" else "")
+        + f", channels {p.channels}, layout {p.layout}")
     out(f"  mean {list(p.mean)}, std {list(p.std)}; the model receives (x + noise - mean) / std, x in [0, 1]")
     out(f"  output kind {m.output_kind}" + (f"; {len(m.classes)} class names" if m.classes else ""))
     sigma = "not set (pass --sigma or set smoothing.sigma)" if s.sigma is None else f"{s.sigma:g}"
@@ -62,6 +68,10 @@ def inspect_cmd(
         out(f"providers  {', '.join(import_ort().get_available_providers())}")
     except Exception:  # onnxruntime missing: inspect still works with onnx alone
         out("providers  onnxruntime is not installed")
+
+
+def _hw(value) -> str:
+    return str(list(value)) if isinstance(value, tuple) else f"[{value}, {value}]"
 
 
 def _try(fn, *args):

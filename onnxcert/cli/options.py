@@ -183,6 +183,13 @@ RayAddress = Annotated[Optional[str], typer.Option("--address", help="With --bac
 Workers = Annotated[Optional[int], typer.Option("--workers", help="With --backend ray: Ray workers, each holding one onnxruntime session. \\[default: as many as the cluster's GPUs (or CPUs) allow]")]
 GpusPerWorker = Annotated[Optional[float], typer.Option("--num-gpus-per-worker", help="With --backend ray: GPUs each worker reserves (0.5: two workers per GPU); workers then use CUDA. \\[default: 0, CPU workers]")]
 Junit = Annotated[Optional[Path], typer.Option("--junit", help="With --gate: also write JUnit XML, one testcase per check.")]
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="Class names in output order: a comma-separated list, or a file (.txt one per line, .json list or index -> name). \\[default: model.classes, else the model's metadata]")]
+PreprocessFrom = Annotated[Optional[Path], typer.Option("--preprocess-from", help="A timm data config / pretrained_cfg JSON or a Hugging Face preprocessor_config.json; same as preprocess: {from: FILE}.")]
+Skip = Annotated[Optional[int], typer.Option("--skip", help="Take every N-th input: 0, N, 2N, ... (Cohen et al.'s --skip). \\[default: 1, every input]")]
+Limit = Annotated[Optional[int], typer.Option("--limit", help="At most M inputs (after --skip; Cohen et al.'s --max). \\[default: all]")]
+LabelsCsv = Annotated[Optional[Path], typer.Option("--labels-csv", help="Labels for a folder's images from this CSV (file, label). \\[default: the folder's labels.csv]")]
+LabelColumns = Annotated[Optional[str], typer.Option("--label-columns", help="The CSV's file and label columns, by header name or 0-based index: FILE,LABEL. \\[default: file,label]")]
+NpzKeys = Annotated[Optional[str], typer.Option("--npz-keys", help="The .npz arrays holding the images and (optionally) the labels: IMAGES[,LABELS]. \\[default: x,y]")]
 
 
 # ---------------------------------------------------------------- shared by run and certify-scores
@@ -224,3 +231,36 @@ def print_summary(report: dict) -> None:
     from ..reports.render import print_run_summary
 
     print_run_summary(report)
+
+
+# ---------------------------------------------------------------- shared by run and check
+
+
+def input_options(labels_csv, label_columns, npz_keys) -> dict:
+    """Keyword arguments for ``load_inputs`` from the CLI's dataset flags."""
+    out: dict = {}
+    if labels_csv is not None:
+        out["labels_csv"] = labels_csv
+    if label_columns is not None:
+        cols = split_list(label_columns, "--label-columns")
+        if len(cols) != 2:
+            raise ConfigError(f"--label-columns must be FILE,LABEL (two columns), got {label_columns!r}")
+        out["csv_columns"] = tuple(cols)
+    if npz_keys is not None:
+        keys = split_list(npz_keys, "--npz-keys")
+        if len(keys) > 2:
+            raise ConfigError(f"--npz-keys must be IMAGES[,LABELS], got {npz_keys!r}")
+        out["npz_keys"] = tuple(keys)
+    return out
+
+
+def model_layer_flags(classes: str | None, preprocess_from: Path | None) -> dict:
+    """--classes and --preprocess-from as a config layer (CLI precedence)."""
+    layer: dict = {}
+    if preprocess_from is not None:
+        layer["preprocess"] = {"from": str(preprocess_from)}
+    if classes is not None:
+        from ..preprocess_configs import read_class_names
+
+        layer["model"] = {"classes": read_class_names(classes)}
+    return layer

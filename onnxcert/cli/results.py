@@ -23,7 +23,7 @@ def summary_cmd(
     methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to show. \\[default: all in the report]")] = None,
 ) -> None:
     """Certified-accuracy tables (thresholds x radii, per measure and method), the label
-    certificate's certified accuracy, clean accuracy, abstain rate and mean certified radius,
+    certificate's certified accuracy, clean and smoothed accuracy, abstain rate and mean certified radius,
     recomputed from the records."""
     from ..reports.metrics import summarize_reports
     from ..reports.render import FORMATS, render

@@ -17,10 +17,11 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, InputError
-from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ConfigOpt, Device, Force, GateRules, GpusPerWorker, InputName,
-                      Junit, MarginTh, Measures, Methods, N, N0, Output, OutputKind, OutputName, Quiet, Radii,
-                      RayAddress, Resume, ScoreTh, Seed, Sigma, StrictInputs, Threads, Workers, app, handle_errors,
-                      output_paths, print_summary, setting_flags, setup_logging)
+from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, Device, Force, GateRules, GpusPerWorker,
+                      InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures, Methods, N, N0,
+                      NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii, RayAddress, Resume,
+                      ScoreTh, Seed, Sigma, Skip, StrictInputs, Threads, Workers, app, handle_errors, input_options,
+                      model_layer_flags, output_paths, print_summary, setting_flags, setup_logging)
 
 def _journal_locked(fn):
     """Hold the lock of the run's journal (beside the first -o) for the whole command: a second
@@ -55,8 +56,11 @@ def run_cmd(
     force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
     gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
     workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, quiet: Quiet = False,
+    classes: ClassesOpt = None, preprocess_from: PreprocessFrom = None, skip: Skip = None, limit: Limit = None,
+    labels_csv: LabelsCsv = None, label_columns: LabelColumns = None, npz_keys: NpzKeys = None,
 ) -> None:
-    """Certify every input with the ONNX classifier MODEL and write the report."""
+    """Certify every input with the ONNX classifier MODEL and write the report. On a new model, run
+    `onnxcert check` first: it shows in seconds what the model sees."""
     from .. import pipeline
     from ..config import cli_layer, load_yaml
     from ..gate import check_rules_for_run
@@ -70,16 +74,17 @@ def run_cmd(
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
-    # with ray, the driver's session only checks the model: --threads is for the workers' cores
-    setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None, cli=[flags, names],
-                             device="cpu" if remote else device, threads=None if remote else threads,
-                             strict_inputs=strict_inputs)
+    setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None,
+                             cli=[model_layer_flags(classes, preprocess_from), flags, names],
+                             device="cpu" if remote else device, threads=None if remote else threads, strict_inputs=strict_inputs,
+                             input_options=input_options(labels_csv, label_columns, npz_keys), skip=skip, limit=limit)
+    _print_mapping(setup)
     if rules:
         check_rules_for_run(rules, setup.config.settings, setup.inputs.has_labels)
     writer, state = pipeline.open_journal(setup, journal, resume, provider=remote.provider if remote else None)
     done = state.done if state else 0
     with writer, pipeline.stop_on_signals() as stop, \
-            _progress(setup, not quiet and sys.stderr.isatty(), done) as (on_batch, on_record):
+            _progress(setup, quiet, sys.stderr.isatty(), done) as (on_batch, on_record):
         certify = pipeline.certify if remote is None else remote.certify
         result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop)
     write_reports(result.report, paths, hint=f"every certified input is kept in {str(journal)!r}: make room and "
@@ -88,6 +93,7 @@ def run_cmd(
     if skipped:
         typer.echo(f"onnxcert: warning: {len(skipped)} input(s) skipped (listed under 'skipped' in the report)",
                    err=True)
+    _warn(result.report, setup)
     if not quiet:
         print_summary(result.report)
         prov = result.report["provenance"]
@@ -163,12 +169,43 @@ def _gate(report: dict, rules, source: str, junit: Path | None) -> None:
     raise typer.Exit(result.exit_code)
 
 
+def _print_mapping(setup) -> None:
+    """The folder -> class index -> class name mapping, before any work, so a wrong one is seen at once."""
+    classes, items = setup.config.model.classes, setup.inputs
+    if items.folders:
+        shown = ", ".join(f"{folder!r} -> {c}" + (f" ({classes[c]})" if classes and c < len(classes) else "")
+                          for folder, c in items.folders[:20])
+        more = f", ... ({len(items.folders)} classes)" if len(items.folders) > 20 else ""
+        typer.echo(f"onnxcert: labels from sub-folders: {shown}{more}", err=True)
+    elif items.label_source is not None:
+        typer.echo(f"onnxcert: labels from {items.label_source}"
+                   + (f"; {len(classes)} class names" if classes else ""), err=True)
+
+
+def _warn(report: dict, setup) -> None:
+    from ..diagnostics import run_warnings
+
+    k = setup.classifier.num_classes or (len(setup.config.model.classes) if setup.config.model.classes else None)
+    for line in run_warnings(report["records"], k=k, classes=setup.config.model.classes, last_op=setup.output_op,
+                             configured_kind=setup.config.model.output_kind):
+        typer.echo(f"onnxcert: warning: {line}", err=True)
+
+
 @contextlib.contextmanager
-def _progress(setup, enabled: bool, done: int = 0):
-    """Two bars on stderr, inputs and samples, with throughput and ETA; nothing when disabled.
-    ``done`` inputs came from the journal."""
-    if not enabled:
+def _progress(setup, quiet: bool, terminal: bool, done: int = 0):
+    """On a terminal: two bars on stderr, inputs and samples, with throughput and ETA. Elsewhere
+    (CI, a log file): a plain line every few seconds. Either way, a run that the first batch says
+    will be long gets its estimated duration. Nothing with ``quiet``. ``done`` inputs came from
+    the journal."""
+    if quiet:
         yield None, None
+        return
+    from ..progress import PlainProgress
+
+    plain = PlainProgress(len(setup.inputs), setup.samples_per_input, done=done, lines=not terminal,
+                          echo=lambda line: typer.echo(f"onnxcert: {line}", err=True))
+    if not terminal:
+        yield plain.on_batch, plain.on_record
         return
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
@@ -182,8 +219,14 @@ def _progress(setup, enabled: bool, done: int = 0):
     bar = Progress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), Rate(),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                    console=Console(stderr=True))
+    plain.echo = lambda line: bar.console.print(f"onnxcert: {line}", highlight=False)
+
+    def on_batch(count: int) -> None:
+        bar.advance(t_s, count)
+        plain.on_batch(count)
+
     with bar:
         n_in = len(setup.inputs)
         t_in = bar.add_task("inputs", total=n_in, completed=done, unit="inputs")
         t_s = bar.add_task("samples", total=(n_in - done) * setup.samples_per_input, unit="samples")
-        yield (lambda b: bar.advance(t_s, b)), (lambda rec: bar.advance(t_in, 1))
+        yield on_batch, (lambda rec: bar.advance(t_in, 1))

@@ -1,5 +1,5 @@
 """The numbers of a report, in one place: certified accuracy (Kumar et al. 2020, Figure 5; the
-label certificate's, Cohen et al. 2019), clean accuracy, abstain rate and mean certified radius.
+label certificate's, Cohen et al. 2019), clean and smoothed accuracy, abstain rate and mean certified radius.
 ``report`` (its stored ``summary``), ``summary``, ``plot`` and ``gate`` all compute them here.
 
 Definitions (``docs/results.md`` explains them for readers):
@@ -7,8 +7,12 @@ Definitions (``docs/results.md`` explains them for readers):
 - *certified accuracy* at radius r: the fraction of labelled inputs whose prediction is correct
   and whose certified radius is >= r. A null radius (not certified) never counts; ``"inf"``
   counts at every r. Because the records hold the exact radii, any r can be asked for.
-- *clean accuracy*: the fraction of labelled inputs whose prediction equals the label, whatever
-  their certificates say.
+- *clean accuracy*: the fraction of labelled inputs whose noise-free prediction
+  (``clean_prediction``: one forward pass on the clean input) equals the label. Unknown (None)
+  for reports without clean predictions (certify-scores).
+- *smoothed accuracy*: the fraction of labelled inputs whose prediction (the class voted by the
+  n0 noisy selection samples) equals the label, whatever their certificates say. Reports before
+  0.2 called this "clean accuracy".
 - *abstain rate*: the fraction of all inputs whose label certificate has a null radius.
 - *mean certified radius*: the average over labelled inputs of the radius, counting 0 for an
   incorrect prediction or a null radius (the "average certified radius" of Zhai et al. 2020).
@@ -94,10 +98,28 @@ def mean_certified_radius(radius: np.ndarray, data: ReportData) -> tuple[float, 
     return float(value[finite].mean()), inf_count
 
 
-def clean_accuracy(data: ReportData) -> float | None:
-    if not data.labelled.any():
+def _labelled_fraction(ok: np.ndarray | None, labelled: np.ndarray) -> float | None:
+    if ok is None or not labelled.any():
         return None
-    return float(np.count_nonzero(data.correct[data.labelled])) / int(np.count_nonzero(data.labelled))
+    return float(np.count_nonzero(ok[labelled])) / int(np.count_nonzero(labelled))
+
+
+def smoothed_accuracy(data: ReportData) -> float | None:
+    return _labelled_fraction(data.correct, data.labelled)
+
+
+def clean_accuracy(data: ReportData) -> float | None:
+    return _labelled_fraction(data.clean_correct, data.labelled)
+
+
+def record_accuracies(records: Sequence[Mapping]) -> tuple[float | None, float | None]:
+    """(clean accuracy, smoothed accuracy) straight from record dicts (the report's top-level keys)."""
+    labelled = np.array([r.get("correct") is not None for r in records], bool)
+    smoothed = np.array([r.get("correct") is True for r in records], bool)
+    cleans = [r.get("clean_prediction") for r in records]
+    known = all(c is not None for c, lab in zip(cleans, labelled) if lab)
+    clean = np.array([c is not None and c == r.get("label") for c, r in zip(cleans, records)], bool)
+    return _labelled_fraction(clean if known else None, labelled), _labelled_fraction(smoothed, labelled)
 
 
 def abstain_rate(data: ReportData) -> float:
@@ -136,6 +158,7 @@ class ReportSummary:
     complete: bool
     labelled: int
     clean_accuracy: float | None
+    smoothed_accuracy: float | None
     abstain_rate: float
     radii: tuple[float, ...]
     label: Curve
@@ -169,7 +192,7 @@ def summarize_report(data: ReportData, *, radii: Sequence[float] | None = None, 
         alpha=float(s["alpha"]), n=int(s["n"]), n0=int(s["n0"]) if isinstance(s.get("n0"), int) else None,
         count=data.count, total=total,
         complete=bool(data.report.get("complete", True)), labelled=int(np.count_nonzero(data.labelled)),
-        clean_accuracy=clean_accuracy(data), abstain_rate=abstain_rate(data), radii=radii, label=label,
+        clean_accuracy=clean_accuracy(data), smoothed_accuracy=smoothed_accuracy(data), abstain_rate=abstain_rate(data), radii=radii, label=label,
         curves=tuple(curves),
     )
 

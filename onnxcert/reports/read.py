@@ -26,7 +26,10 @@ class ReportData:
     """A checked report with its radii as arrays: NaN where the report says null, inf for "inf".
 
     ``radius[(measure, method)]`` is [N, T] (one column per threshold of the measure);
-    ``correct`` is True/False per record, and ``labelled`` marks records whose label is known.
+    ``correct`` is True/False per record (the smoothed, n0-vote prediction), and ``labelled``
+    marks records whose label is known. ``clean_correct`` is the same for the noise-free
+    prediction (``clean_prediction``), or None when a labelled record lacks one (reports from
+    certify-scores or from before clean predictions were recorded).
     """
 
     source: str
@@ -36,6 +39,7 @@ class ReportData:
     label_radius: np.ndarray
     means: Mapping[str, np.ndarray]
     radius: Mapping[tuple[str, str], np.ndarray]
+    clean_correct: np.ndarray | None = None
 
     @property
     def settings(self) -> Mapping[str, Any]:
@@ -85,7 +89,8 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
     if not records:
         raise InputError(f"{source}: the report holds no records")
     n = len(records)
-    labelled, correct = np.zeros(n, bool), np.zeros(n, bool)
+    labelled, correct, clean_correct = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    clean_known = True
     label_radius = np.empty(n)
     means = {m: np.empty(n) for m in settings["measures"]}
     radius = {(m, meth): np.empty((n, len(settings["thresholds"][m])))
@@ -99,6 +104,12 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
             raise InputError(f"{where}: 'correct' must be true, false or null, got {quote(ok)}")
         _check_correct(rec, ok, where)
         labelled[i], correct[i] = ok is not None, ok is True
+        clean = rec.get("clean_prediction")
+        if clean is not None and (not isinstance(clean, int) or isinstance(clean, bool)):
+            raise InputError(f"{where}: 'clean_prediction' must be an integer or null, got {clean!r}")
+        if ok is not None:
+            clean_known = clean_known and clean is not None
+            clean_correct[i] = clean is not None and clean == rec.get("label")
         cert = _get(rec, ("label_certificate",), where, Mapping)
         label_radius[i] = _radius(cert.get("radius"), f"{where}: label_certificate.radius")
         for m in settings["measures"]:
@@ -110,7 +121,8 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
                     raise InputError(f"{where}: confidence.{m}.{meth}.radius has {len(radii)} values, "
                                      f"expected {want} (one per threshold)")
                 radius[m, meth][i] = [_radius(r, f"{where}: confidence.{m}.{meth}.radius") for r in radii]
-    return ReportData(source, report, labelled, correct, label_radius, means, radius)
+    return ReportData(source, report, labelled, correct, label_radius, means, radius,
+                      clean_correct if clean_known else None)
 
 
 def _check_correct(rec: Mapping, ok: bool | None, where: str) -> None:

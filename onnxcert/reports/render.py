@@ -30,18 +30,19 @@ DEFINITIONS = ("Certified accuracy at r: fraction of labelled inputs that are pr
 
 
 def _numeric(header: str) -> bool:
-    return header.startswith("r=") or header in ("sigma", "alpha", "n", "c", "clean acc", "abstain", "mean R", "inf")
+    return header.startswith("r=") or header in ("sigma", "alpha", "n", "c", "clean acc", "smoothed acc", "abstain", "mean R",
+                                                                  "inf")
 
 
 def _overview_rows(summaries: Sequence[ReportSummary]) -> tuple[list[str], list[list[str]]]:
-    head = ["report", "model", "sigma", "alpha", "n", "inputs", "clean acc", "abstain"]
+    head = ["report", "model", "sigma", "alpha", "n", "inputs", "clean acc", "smoothed acc", "abstain"]
     rows = []
     for s in summaries:
         inputs = f"{s.count}" if s.count == s.total and s.complete else f"{s.count}/{s.total} (incomplete)"
         if s.labelled < s.count:
             inputs += f", {s.labelled} labelled"
         rows.append([s.name, s.model or "—", f"{s.sigma:g}", f"{s.alpha:g}", str(s.n), inputs,
-                     _fmt(s.clean_accuracy), _fmt(s.abstain_rate)])
+                     _fmt(s.clean_accuracy), _fmt(s.smoothed_accuracy), _fmt(s.abstain_rate)])
     return head, rows
 
 
@@ -154,14 +155,15 @@ def to_csv(summaries: Sequence[ReportSummary]) -> str:
     radii = summaries[0].radii
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["report", "model", "sigma", "alpha", "n", "inputs", "labelled", "clean_accuracy", "abstain_rate",
+    w.writerow(["report", "model", "sigma", "alpha", "n", "inputs", "labelled", "clean_accuracy", "smoothed_accuracy",
+                "abstain_rate",
                 "measure", "method", "threshold", "mean_radius", "inf_count"] + [f"acc@{r:g}" for r in radii])
     blank = lambda v: "" if v is None else v  # noqa: E731
     for s in summaries:
         for c in (s.label,) + s.curves:
             acc = c.accuracy or (None,) * len(radii)
             w.writerow([s.name, blank(s.model), s.sigma, s.alpha, s.n, s.count, s.labelled, blank(s.clean_accuracy),
-                        s.abstain_rate, c.measure, c.method, blank(c.threshold), _json_num(c.mean_radius),
+                        blank(s.smoothed_accuracy), s.abstain_rate, c.measure, c.method, blank(c.threshold), _json_num(c.mean_radius),
                         c.inf_count] + [blank(a) for a in acc])
     return buf.getvalue()
 
@@ -188,7 +190,8 @@ def to_json(summaries: Sequence[ReportSummary]) -> str:
         reports.append({
             "name": s.name, "source": s.source, "model": s.model, "sigma": s.sigma, "alpha": s.alpha, "n": s.n,
             "n0": s.n0, "count": s.count, "total": s.total, "complete": s.complete, "labelled": s.labelled,
-            "clean_accuracy": s.clean_accuracy, "abstain_rate": s.abstain_rate,
+            "clean_accuracy": s.clean_accuracy, "smoothed_accuracy": s.smoothed_accuracy,
+            "abstain_rate": s.abstain_rate,
             "label_certificate": curve(s.label), "confidence": conf,
         })
     doc = {"schema": "onnxcert.summary/1", "radii": list(summaries[0].radii),
@@ -223,7 +226,9 @@ def print_run_summary(report: Mapping, console=None) -> None:
     s = summarize_report(data)
     method = default_method(data.methods)
     fancy = console.is_terminal
-    line = (f"{s.count} inputs, clean accuracy {_fmt(s.clean_accuracy)}, abstain rate {_fmt(s.abstain_rate)}"
+    clean = f"clean accuracy {_fmt(s.clean_accuracy)} (no noise), " if s.clean_accuracy is not None else ""
+    line = (f"{s.count} inputs, {clean}smoothed accuracy {_fmt(s.smoothed_accuracy)} (n0 vote), "
+            f"abstain rate {_fmt(s.abstain_rate)}"
             if s.labelled else f"{s.count} inputs (no labels), abstain rate {_fmt(s.abstain_rate)}")
     console.print(line, highlight=False)
     console.print(f"certified accuracy at L2 radius r ({method}; label = Cohen et al.)" if s.labelled

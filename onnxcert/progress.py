@@ -1,0 +1,82 @@
+"""Progress for logs and CI: plain lines instead of a terminal bar, and an early estimate.
+
+When stderr is not a terminal (CI, ``nohup``, a pipe), ``PlainProgress`` writes one line every
+``every`` seconds: inputs done, samples/s and the ETA. In either case, a run whose first batch
+says it will take longer than ``long_after`` seconds gets one line with its estimated duration,
+so that an n = 100,000 run on a slow model is noticed before it has taken hours.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+LONG_RUN_S = 60.0
+EVERY_S = 10.0
+
+
+def duration(seconds: float) -> str:
+    """3 s, 4 min 10 s, 2 h 05 min."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+class PlainProgress:
+    """Callbacks for ``pipeline.certify`` (``on_batch``, ``on_record``) that write plain lines.
+
+    ``lines``: write the periodic progress lines (off when a terminal bar shows the same).
+    ``echo`` receives each line; ``clock`` is a monotonic clock in seconds (both injectable for
+    tests).
+    """
+
+    def __init__(self, inputs: int, samples_per_input: int, *, done: int = 0, lines: bool = True,
+                 every: float | None = None, long_after: float | None = None,
+                 echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
+        self.total, self.per_input, self.done = inputs, samples_per_input, done
+        self.lines = lines
+        self.every = EVERY_S if every is None else every
+        self.long_after = LONG_RUN_S if long_after is None else long_after
+        self.echo, self.clock = echo, clock
+        self.start = clock()
+        self.last = self.start
+        self.samples = 0
+        self.todo = (inputs - done) * samples_per_input  # samples this session will draw
+        self.estimated = False
+
+    def rate(self) -> float:
+        elapsed = self.clock() - self.start
+        return self.samples / elapsed if elapsed > 0 else 0.0
+
+    def on_batch(self, count: int) -> None:
+        self.samples += count
+        if not self.estimated:
+            self.estimated = True
+            self._estimate()
+        now = self.clock()
+        if self.lines and now - self.last >= self.every:
+            self.last = now
+            self.echo(self.line())
+
+    def on_record(self, record=None) -> None:
+        self.done += 1
+
+    def line(self) -> str:
+        rate = self.rate()
+        left = max(0, self.todo - self.samples)
+        eta = duration(left / rate) if rate > 0 else "unknown"
+        return (f"progress: {self.done}/{self.total} inputs, {self.samples:,} samples, {rate:,.0f} samples/s, "
+                f"eta {eta}")
+
+    def _estimate(self) -> None:
+        rate = self.rate()
+        if rate <= 0:
+            return
+        seconds = self.todo / rate
+        if seconds >= self.long_after:
+            self.echo(f"this run will take about {duration(seconds)} ({self.total - self.done} input(s) x "
+                      f"{self.per_input:,} samples at {rate:,.0f} samples/s, from the first batch); --n, "
+                      "--limit and --skip make it shorter")

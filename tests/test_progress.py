@@ -1,0 +1,80 @@
+"""Plain progress lines for logs and CI, and the early estimate of a long run (a fake clock)."""
+
+from __future__ import annotations
+
+from onnxcert.progress import PlainProgress, duration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_duration_text():
+    assert [duration(s) for s in (3, 250, 7500)] == ["3 s", "4 min 10 s", "2 h 05 min"]
+
+
+def test_a_line_every_few_seconds_with_rate_and_eta():
+    clock, lines = Clock(), []
+    p = PlainProgress(4, 1000, every=5, long_after=1e9, echo=lines.append, clock=clock)
+    clock.t += 1
+    p.on_batch(500)
+    assert lines == []  # 1 s since the start
+    clock.t += 4
+    p.on_batch(500)
+    p.on_record()  # 1000 samples in 5 s: 200/s; 3000 left: 15 s
+    assert lines == ["progress: 0/4 inputs, 1,000 samples, 200 samples/s, eta 15 s"]
+    clock.t += 3
+    p.on_batch(600)
+    assert len(lines) == 1  # 3 s since the last line
+    clock.t += 2
+    p.on_batch(400)  # 2000 samples in 10 s
+    assert lines[1] == "progress: 1/4 inputs, 2,000 samples, 200 samples/s, eta 10 s"
+
+
+def test_the_first_batch_estimates_a_long_run():
+    clock, lines = Clock(), []
+    p = PlainProgress(250, 100_100, done=50, lines=False, long_after=60, echo=lines.append, clock=clock)
+    clock.t += 2
+    p.on_batch(1000)  # 500 samples/s: 200 inputs x 100,100 samples = 40,040 s
+    assert lines == ["this run will take about 11 h 07 min (200 input(s) x 100,100 samples at 500 samples/s, "
+                     "from the first batch); --n, --limit and --skip make it shorter"]
+    clock.t += 100
+    p.on_batch(1000)
+    assert len(lines) == 1  # once, and no periodic lines with lines=False
+
+
+def test_a_short_run_gets_no_estimate():
+    clock, lines = Clock(), []
+    p = PlainProgress(3, 1000, long_after=60, every=1e9, echo=lines.append, clock=clock)
+    clock.t += 0.5
+    p.on_batch(1000)
+    assert lines == []
+
+
+def test_run_off_a_terminal_prints_plain_progress_and_the_estimate(tmp_path, monkeypatch):
+    """CliRunner's stderr is not a terminal: lines instead of bars (thresholds set to 0 here, so
+    that the test does not depend on the machine's speed)."""
+    import numpy as np
+
+    from onnxcert import progress
+    from tests import onnx_models as om
+    from tests.cli_helpers import cli
+
+    monkeypatch.setattr(progress, "LONG_RUN_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, 3, 6, 5), dtype=np.float32))
+    res = cli("run", om.channel_means(tmp_path / "m.onnx"), tmp_path / "x.npy", "--sigma", "0.25", "--n", "200",
+              "--n0", "10", "--batch-size", "50", "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    estimate = [ln for ln in lines if ln.startswith("onnxcert: this run will take about")]
+    assert len(estimate) == 1 and "3 input(s) x 210 samples" in estimate[0]
+    progress_lines = [ln for ln in lines if ln.startswith("onnxcert: progress: ")]
+    assert len(progress_lines) >= 3 and "samples/s, eta" in progress_lines[-1]
+    quiet = cli("run", om.channel_means(tmp_path / "m.onnx"), tmp_path / "x.npy", "--sigma", "0.25", "--n", "200",
+                "-q", "-o", tmp_path / "q.json")
+    assert "progress:" not in quiet.stderr and "will take" not in quiet.stderr
