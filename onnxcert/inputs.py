@@ -144,8 +144,8 @@ def _from_folder(root: Path, classes: Sequence[str] | None, labels_csv=None, csv
     rel = [p.relative_to(root).as_posix() for p in files]
     names, paths = tuple(str(p) for p in files), tuple(files)
     csv_path = Path(labels_csv) if labels_csv is not None else root / LABELS_CSV
-    if labels_csv is not None and not csv_path.is_file():
-        raise InputError(f"labels CSV {str(csv_path)!r} does not exist")
+    if labels_csv is not None:
+        input_file(csv_path, "labels CSV")  # not there, a directory, a FIFO
     if csv_path.is_file():
         labels = _labels_from_csv(csv_path, rel, classes, csv_columns, strict=labels_csv is None)
         return InputSet(str(root), "folder", names, labels, paths, label_source=str(csv_path), unreadable=unreadable)
