@@ -109,6 +109,18 @@ class Config:
     settings: Settings
 
 
+def config_sections(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The resolved configuration in the config file's four sections, as plain JSON values: what
+    a run used, every layer merged. ``-c`` accepts it back (written as YAML)."""
+    settings = cfg.settings.to_dict()
+    plain = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    model, pre = asdict(cfg.model), asdict(cfg.preprocess)
+    return {"model": {k: plain(model[k]) for k in SCHEMA["model"] if k in model},
+            "preprocess": {k: plain(pre[k]) for k in SCHEMA["preprocess"] if k in pre},
+            "smoothing": {k: settings[k] for k in SCHEMA["smoothing"]},
+            "certify": {k: settings[k] for k in SCHEMA["certify"]}}
+
+
 # ---------------------------------------------------------------- layers
 
 

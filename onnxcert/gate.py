@@ -10,10 +10,13 @@ A rule names a certificate (measure, method, threshold c) and a radius r, and se
 
 ``min_accuracy`` compares the certified accuracy at r: the fraction of labelled inputs with
 correct == true and certified radius >= r, from the exact radii in the records, so r need not be
-one of the report's radii. ``min_mean_radius`` compares the mean certified radius and
+one of the report's radii. ``min_accuracy_lower`` compares the lower end of the 95%
+Clopper-Pearson interval for that certified accuracy over the test set instead (a bar that a small
+test set must clear with room). ``min_mean_radius`` compares the mean certified radius and
 ``max_abstain_rate`` the fraction of inputs without a label certificate (definitions in
 ``onnxcert.reports.metrics``). With a baseline report, each accuracy rule also fails when the candidate's
-certified accuracy falls more than ``tolerance`` below the baseline's.
+certified accuracy falls more than ``tolerance`` below the baseline's; a baseline of other inputs,
+sigma, n or alpha is refused unless ``allow_mismatch``.
 
 For ``onnxcert run --gate RULES.yaml``::
 
@@ -36,15 +39,18 @@ from .config import nearest as _nearest
 from .config import read_yaml
 from .errors import ConfigError
 from .files import atomic_write_text, write_error
-from .reports.metrics import abstain_rate, certified_accuracy_at, mean_certified_radius
+from .reports.metrics import (abstain_rate, certified_accuracy_at, certified_accuracy_interval, check_comparable,
+                               mean_certified_radius)
 from .reports.read import LABEL, ReportData, load_report, parse_report, radius_column
 from .stats.measures import MEASURES
 from .stats.names import METHODS
 from .values import finite_number
 
 EPS = 1e-12  # bars given in decimal (0.7) against fractions (7/10): compare with a hair of slack
-RULE_KEYS = ("measure", "method", "threshold", "radius", "min_accuracy", "max_abstain_rate", "min_mean_radius")
-CHECKS = ("min_accuracy", "max_abstain_rate", "min_mean_radius")
+RULE_KEYS = ("measure", "method", "threshold", "radius", "min_accuracy", "min_accuracy_lower", "max_abstain_rate",
+             "min_mean_radius")
+CHECKS = ("min_accuracy", "min_accuracy_lower", "max_abstain_rate", "min_mean_radius")
+INTERVAL = 0.95  # min_accuracy_lower: the lower end of this two-sided Clopper-Pearson interval
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Rule:
     threshold: float | None = None
     radius: float | None = None
     min_accuracy: float | None = None
+    min_accuracy_lower: float | None = None
     max_abstain_rate: float | None = None
     min_mean_radius: float | None = None
 
@@ -78,7 +85,7 @@ class CheckResult:
     """One bar of one rule: ``measured`` against ``bar`` (>= for minima, <= for maxima)."""
 
     rule: Rule
-    check: str  # min_accuracy | max_abstain_rate | min_mean_radius | baseline
+    check: str  # min_accuracy | min_accuracy_lower | max_abstain_rate | min_mean_radius | baseline
     measured: float
     bar: float
     passed: bool
@@ -136,11 +143,11 @@ def _check_rule(rule: Rule) -> None:
     if rule.measure != LABEL and rule.method not in METHODS:
         raise ConfigError(f"unknown method {rule.method!r}{_nearest(rule.method, METHODS)}")
     for key, lo, hi in (("threshold", -1, 1), ("radius", 0, math.inf), ("min_accuracy", 0, 1),
-                        ("max_abstain_rate", 0, 1), ("min_mean_radius", 0, math.inf)):
+                        ("min_accuracy_lower", 0, 1), ("max_abstain_rate", 0, 1), ("min_mean_radius", 0, math.inf)):
         if getattr(rule, key) is not None:
             object.__setattr__(rule, key, _number(getattr(rule, key), key, lo, hi))
     if all(getattr(rule, k) is None for k in CHECKS) and rule.radius is None:
-        raise ConfigError("a rule needs a bar: min_accuracy, max_abstain_rate or min_mean_radius "
+        raise ConfigError("a rule needs a bar: min_accuracy, min_accuracy_lower, max_abstain_rate or min_mean_radius "
                           "(or a threshold and radius to compare with --baseline)")
     if rule.measure == LABEL and rule.threshold is not None:
         raise ConfigError("the label certificate has no threshold; drop threshold from the rule with measure 'label'")
@@ -148,8 +155,9 @@ def _check_rule(rule: Rule) -> None:
     if needs_c and rule.threshold is None:
         raise ConfigError(f"a {rule.measure} rule with min_accuracy or min_mean_radius needs a threshold "
                           f"(--threshold, or 'threshold' in the rules file)")
-    if rule.min_accuracy is not None and rule.radius is None:
-        raise ConfigError("a rule with min_accuracy needs a radius (--radius, or 'radius' in the rules file)")
+    for key in ("min_accuracy", "min_accuracy_lower"):
+        if getattr(rule, key) is not None and rule.radius is None:
+            raise ConfigError(f"a rule with {key} needs a radius (--radius, or 'radius' in the rules file)")
 
 
 def rule_from_mapping(entry: Any, where: str = "rule") -> Rule:
@@ -181,7 +189,8 @@ def check_rules_for_run(rules: Sequence[Rule], settings, has_labels: bool) -> No
     s = settings
     for rule in rules:
         where = f"--gate rule {rule.describe()}"
-        uses_radii = rule.min_accuracy is not None or rule.min_mean_radius is not None
+        accuracy = rule.min_accuracy is not None or rule.min_accuracy_lower is not None
+        uses_radii = accuracy or rule.min_mean_radius is not None
         if rule.measure != "label" and uses_radii:
             if rule.measure not in s.measures:
                 raise ConfigError(f"{where}: this run does not certify the {rule.measure} (measures: {', '.join(s.measures)})")
@@ -191,7 +200,7 @@ def check_rules_for_run(rules: Sequence[Rule], settings, has_labels: bool) -> No
             if rule.threshold is not None and not any(math.isclose(c, rule.threshold, abs_tol=1e-9) for c in ths):
                 raise ConfigError(f"{where}: threshold {rule.threshold:g} is not one of this run's {rule.measure} "
                                   f"thresholds ({', '.join(f'{c:g}' for c in ths)})")
-        if rule.min_accuracy is not None and not has_labels:
+        if accuracy and not has_labels:
             raise ConfigError(f"{where}: certified accuracy needs labels, and these inputs have none")
 
 
@@ -209,6 +218,13 @@ def _accuracy(data: ReportData, rule: Rule) -> float:
     return acc[0]
 
 
+def _accuracy_lower(data: ReportData, rule: Rule) -> float:
+    """The lower end of the Clopper-Pearson interval for certified accuracy at (c, r) over the test set."""
+    _accuracy(data, rule)  # the same errors without labels or with an unknown certificate
+    radius = radius_column(data, rule.measure, rule.method, rule.threshold)
+    return certified_accuracy_interval(radius, data, rule.radius, INTERVAL)[0]
+
+
 def _check(rule: Rule, check: str, measured: float, bar: float, subject: str, requirement: str,
            name: str | None = None) -> CheckResult:
     ok = measured >= bar - EPS if check != "max_abstain_rate" else measured <= bar + EPS
@@ -221,6 +237,10 @@ def _evaluate(rule: Rule, data: ReportData, baseline: ReportData | None, toleran
     if rule.min_accuracy is not None:
         out.append(_check(rule, "min_accuracy", _accuracy(data, rule), rule.min_accuracy,
                           accuracy, f">= {rule.min_accuracy:g}"))
+    if rule.min_accuracy_lower is not None:
+        out.append(_check(rule, "min_accuracy_lower", _accuracy_lower(data, rule), rule.min_accuracy_lower,
+                          f"{accuracy}, lower end of its {100 * INTERVAL:g}% interval over the test set",
+                          f">= {rule.min_accuracy_lower:g}"))
     if baseline is not None and rule.radius is not None:
         try:
             base = _accuracy(baseline, rule)
@@ -238,23 +258,28 @@ def _evaluate(rule: Rule, data: ReportData, baseline: ReportData | None, toleran
         out.append(_check(rule, "max_abstain_rate", abstain_rate(data), rule.max_abstain_rate,
                           "abstain rate", f"<= {rule.max_abstain_rate:g}"))
     if not out:
-        raise ConfigError(f"rule {rule.describe()} sets no bar (min_accuracy, max_abstain_rate, min_mean_radius) "
+        raise ConfigError(f"rule {rule.describe()} sets no bar (min_accuracy, min_accuracy_lower, max_abstain_rate, "
+                          "min_mean_radius) "
                           f"and there is no --baseline to compare with")
     return out
 
 
 def evaluate_rules(report: Mapping | ReportData, rules: Sequence[Rule], *, baseline: Mapping | ReportData | None = None,
-                   tolerance: float = 0.0, source: str = "report", allow_incomplete: bool = False) -> GateResult:
+                   tolerance: float = 0.0, source: str = "report", allow_incomplete: bool = False,
+                   allow_mismatch: bool = False) -> GateResult:
     """Check every rule against a report (the dict ``run`` writes, or a loaded ReportData).
 
     Raises ConfigError / InputError (exit 2) when a rule names a measure, method or threshold the
-    report lacks, when the report is malformed, or when it is incomplete (unless allowed).
+    report lacks, when the report is malformed, when it is incomplete (unless allowed), or when the
+    baseline certified other inputs or used another sigma, n or alpha (unless ``allow_mismatch``).
     """
     if not rules:
         raise ConfigError("no rules: give --threshold/--radius/--min-accuracy (or another bar), or --rules FILE")
     tolerance = _number(tolerance, "--tolerance", 0, 1)
     data = _data(report, source)
     base = None if baseline is None else _data(baseline, "baseline report")
+    if base is not None:
+        check_comparable(base, data, allow=allow_mismatch, what="gate against the baseline")
     for d in filter(None, (data, base)):
         if not allow_incomplete and d.report.get("complete") is False:
             raise ConfigError(f"{d.source} is incomplete ({d.count} of {d.report.get('total')} inputs); "
@@ -264,11 +289,12 @@ def evaluate_rules(report: Mapping | ReportData, rules: Sequence[Rule], *, basel
 
 
 def gate(report_path: str | Path, rules: Sequence[Rule], *, baseline_path: str | Path | None = None,
-         tolerance: float = 0.0, allow_incomplete: bool = False) -> GateResult:
+         tolerance: float = 0.0, allow_incomplete: bool = False, allow_mismatch: bool = False) -> GateResult:
     """``onnxcert gate``: load the report (and baseline) from files and evaluate."""
     data = load_report(report_path)
     base = None if baseline_path is None else load_report(baseline_path)
-    return evaluate_rules(data, rules, baseline=base, tolerance=tolerance, allow_incomplete=allow_incomplete)
+    return evaluate_rules(data, rules, baseline=base, tolerance=tolerance, allow_incomplete=allow_incomplete,
+                          allow_mismatch=allow_mismatch)
 
 
 # ---------------------------------------------------------------- JUnit XML

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .bandstore import band_requests, prepare_bands
-from .config import Config, resolve
+from .config import Config, config_sections, resolve
 from .errors import ConfigError, InputError, ModelError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
 from .limits import check_batch, check_samples
@@ -339,8 +339,10 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
             on_record: Callable[[Record], None] | None = None, journal: JournalWriter | None = None,
             resumed: JournalState | None = None, stop: StopFlag | None = None,
             iterate: Callable[..., Iterable[Record | SkippedInput]] = iter_records,
-            output_kind: Callable[[], str | None] | None = None) -> CertificationResult:
-    """Certify every input; the report carries the model's sha256, every setting and provenance.
+            output_kind: Callable[[], str | None] | None = None,
+            command: Sequence[str] | None = None) -> CertificationResult:
+    """Certify every input; the report carries the model's sha256, every setting, the resolved
+    configuration, the ``command`` line (when given) and provenance.
 
     With ``journal`` (from ``open_journal``) every finished input is appended to it, and the
     inputs ``resumed`` already holds are taken from there. When ``stop`` is set (by a signal),
@@ -390,7 +392,7 @@ def certify(setup: RunSetup, *, on_batch: Callable[[int], None] | None = None,
     ordered = [records[i] for i in sorted(records)]
     fresh = len(records) - (len(state.records) if state else 0)
     report = make_report(setup, ordered, kind(), wall, skipped=[skipped[i] for i in sorted(skipped)],
-                         fresh=fresh, sampling_path=_path_of(sampler))
+                         fresh=fresh, sampling_path=_path_of(sampler), command=command)
     return CertificationResult(tuple(ordered), report)
 
 
@@ -443,7 +445,7 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
     pre = asdict(cfg.preprocess)
     pre = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pre.items()}
     report = build_report(cfg.settings, records, model=model, provenance=provenance, output_kind=output_kind,
-                          preprocess=pre,
+                          config=config_sections(cfg), preprocess=pre,
                           classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
     folders = getattr(setup.inputs, "unreadable", ())  # sub-folders that could not be listed
     report["skipped"] = [s.to_dict() for s in (*folders, *skipped)]

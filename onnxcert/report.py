@@ -89,7 +89,10 @@ def settings_dict(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 def build_report(settings: Settings, records: Iterable[Record | Mapping], *, model: Mapping | None = None,
                  complete: bool = True, total: int | None = None, provenance: Mapping | None = None,
+                 command: Sequence[str] | None = None, config: Mapping | None = None,
                  **settings_extra: Any) -> dict[str, Any]:
+    """The report dict. ``command``: the command line that produced it (null from the Python API);
+    ``config``: the resolved configuration, in the config file's sections."""
     from . import __version__
 
     recs = [r.to_dict() if isinstance(r, Record) else dict(r) for r in records]
@@ -104,6 +107,8 @@ def build_report(settings: Settings, records: Iterable[Record | Mapping], *, mod
         "total": len(recs) if total is None else total,
         "model": dict(model) if model else None,
         "settings": sdict,
+        "command": None if command is None else [str(a) for a in command],
+        "config": None if config is None else dict(config),
         "provenance": {"python": platform.python_version(), **(provenance or {})},
         "clean_accuracy": clean,
         "smoothed_accuracy": smoothed,

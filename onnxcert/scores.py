@@ -96,8 +96,8 @@ def scores_shape_layer(arrays: ScoreArrays) -> dict:
 
 
 def certify_scores(arrays: ScoreArrays, settings: Settings, *, output_kind: str = "auto",
-                   inputs: Sequence[str | None] | None = None,
-                   provenance: Mapping | None = None) -> CertificationResult:
+                   inputs: Sequence[str | None] | None = None, provenance: Mapping | None = None,
+                   command: Sequence[str] | None = None, config: Mapping | None = None) -> CertificationResult:
     """Certify every input of ``arrays``; ``settings.n``/``n0`` must match the array shapes."""
     B, n, _ = arrays.estimation.shape
     n0 = arrays.selection.shape[1]
@@ -123,6 +123,6 @@ def certify_scores(arrays: ScoreArrays, settings: Settings, *, output_kind: str 
         label = None if arrays.labels is None else int(arrays.labels[b])
         records.append(Record(b, None if inputs is None else inputs[b], label, cert))
     wall = time.perf_counter() - start
-    report = build_report(settings, records, output_kind=kind,
+    report = build_report(settings, records, output_kind=kind, command=command, config=config,
                           provenance={"source": "certify-scores", "wall_time_s": round(wall, 3), **(provenance or {})})
     return CertificationResult(tuple(records), report)

@@ -222,15 +222,16 @@ def test_junit_xml_one_testcase_per_check(hand_file, tmp_path):
 
 
 def _pair(tmp_path):
-    """The same scores certified at sigma 0.5 (baseline) and 0.25 (candidate): radii halve."""
+    """Two models on the same inputs at the same sigma, n and alpha: a confident baseline and a
+    less confident candidate, whose radii shrink."""
     rng = np.random.default_rng(5)
-    est = rng.dirichlet([8, 1, 1], size=(12, 1000))
-    sel = rng.dirichlet([8, 1, 1], size=(12, 30))
     labels = np.zeros(12, int)
     paths = []
-    for sigma in (0.5, 0.25):
-        path = tmp_path / f"s{sigma}.json"
-        path.write_text(json.dumps(certify_scores(est, sel, labels, sigma=sigma).report))
+    for name, tops in (("base", [40] * 12), ("cand", [40] * 6 + [8] * 6)):  # half the inputs weaker
+        est = np.stack([rng.dirichlet([top, 1, 1], size=1000) for top in tops])
+        sel = rng.dirichlet([8, 1, 1], size=(12, 30))
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(certify_scores(est, sel, labels, sigma=0.25).report))
         paths.append(path)
     return paths
 
@@ -254,9 +255,29 @@ def test_baseline_regression(tmp_path):
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 3  # bar, baseline, verdict
 
 
+def test_baseline_of_another_sigma_is_refused(tmp_path):
+    """The same scores certified at sigma 0.5 and 0.25 measure different things: refused (exit 2)
+    with one line unless --allow-mismatch, which compares them (radii halve: a regression)."""
+    rng = np.random.default_rng(5)
+    est, sel = rng.dirichlet([8, 1, 1], size=(12, 1000)), rng.dirichlet([8, 1, 1], size=(12, 30))
+    paths = []
+    for sigma in (0.5, 0.25):
+        paths.append(tmp_path / f"s{sigma}.json")
+        paths[-1].write_text(json.dumps(certify_scores(est, sel, np.zeros(12, int), sigma=sigma).report))
+    rule = ["--threshold", "0.7", "--radius", "0.25"]
+    res = gate(paths[1], *rule, "--baseline", paths[0])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        f"onnxcert: error: cannot gate against the baseline: {paths[0]} and {paths[1]} differ in sigma "
+        "(0.5 vs 0.25); pass --allow-mismatch to do it anyway"]
+    assert gate(paths[1], *rule, "--baseline", paths[0], "--allow-mismatch").exit_code == 1
+
+
 def test_baseline_lacking_the_threshold_exits_2(tmp_path, hand_file):
     base, cand = _pair(tmp_path)
     res = gate(cand, "--threshold", "0.7", "--radius", "0.1", "--baseline", hand_file)
+    assert res.exit_code == 2 and "differ in inputs (5 vs 12)" in res.stderr
+    res = gate(cand, "--threshold", "0.7", "--radius", "0.1", "--baseline", hand_file, "--allow-mismatch")
     assert res.exit_code == 2
     assert res.stderr.startswith(f"onnxcert: error: baseline {hand_file}: method 'cdf-bj' is not in the report")
 

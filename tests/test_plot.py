@@ -68,7 +68,19 @@ def test_one_panel_per_measure_plus_the_score_scatter(fig, report):
     assert "score" in axes[0].get_title() and "margin" in axes[1].get_title()
 
 
-def test_lines_styles_and_labels(fig, report):
+ALL_METHODS = ["naive", "cdf-dkw", "cdf-bj"]
+
+
+def test_by_default_the_papers_pair_cdf_bj_solid_and_naive_dashed(fig, report):
+    for ax, measure in zip(fig.get_axes(), report["settings"]["measures"]):
+        labels = sorted(line.get_label() for line in ax.get_lines())
+        want = sorted([f"{m}, c = {c:g}" for m in ("cdf-bj", "naive") for c in report["settings"]["thresholds"][measure]]
+                      + ["label (Cohen et al.)"])
+        assert labels == want
+
+
+def test_lines_styles_and_labels(report):
+    fig = plot_report(parse_report(report), methods=ALL_METHODS)
     settings = report["settings"]
     for ax, measure in zip(fig.get_axes(), settings["measures"]):
         lines = {line.get_label(): line for line in ax.get_lines()}
@@ -148,3 +160,67 @@ def test_without_matplotlib_prints_the_install_hint_and_exits_2(report, tmp_path
     assert res.exit_code == 2
     assert "pip install 'onnxcert[plot]'" in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "c.png").exists()
+
+
+# ---------------------------------------------------------------- exact steps, filters, overlays, sizes
+
+
+def test_curves_are_exact_steps_through_every_certified_radius(report):
+    fig = plot_report(parse_report(report), methods=["cdf-bj"])
+    ax = fig.get_axes()[0]
+    records = report["records"]
+    j = report["settings"]["thresholds"]["score"].index(0.7)
+    line = next(x for x in ax.get_lines() if x.get_label() == "cdf-bj, c = 0.7")
+    assert line.get_drawstyle() == "steps-pre"
+    xs = line.get_xdata()
+    radii = {x["confidence"]["score"]["cdf-bj"]["radius"][j] for x in records if x["correct"]}
+    finite = {r for r in radii if r not in (None, "inf") and 0 < r < xs[-1]}
+    assert finite <= set(xs.tolist())  # a corner at every certified radius, no grid
+    for x, y in zip(xs, line.get_ydata()):  # each corner's value is the accuracy at that radius
+        assert y == pytest.approx(_accuracy(records, lambda z: z["confidence"]["score"]["cdf-bj"]["radius"][j], x))
+
+
+def test_filters_pick_measures_methods_and_thresholds(report):
+    data = parse_report(report)
+    fig = plot_report(data, measures=["margin"], methods=["cdf-dkw"], thresholds=[0.4])
+    axes = fig.get_axes()
+    assert len(axes) == 2  # margin, then the scatter
+    assert sorted(x.get_label() for x in axes[0].get_lines()) == ["cdf-dkw, c = 0.4", "label (Cohen et al.)"]
+    fig = plot_report(data, thresholds=[0.5])  # only score has c = 0.5: margin is left out
+    assert len(fig.get_axes()) == 2 and "score" in fig.get_axes()[0].get_title()
+    for bad, msg in ((dict(methods=["cdf-xx"]), "method 'cdf-xx' is not in the report"),
+                     (dict(measures=["margin"], thresholds=[0.5]), "measure 'margin' has none of the thresholds 0.5"),
+                     (dict(thresholds=[0.33]), "no measure has the thresholds 0.33")):
+        with pytest.raises(Exception, match=msg):
+            plot_report(data, **bad)
+
+
+def test_several_reports_overlaid_one_panel_per_threshold(report):
+    other = json.loads(json.dumps(report))
+    other["settings"]["sigma"] = 0.5
+    from onnxcert.plot import plot_reports
+
+    fig = plot_reports([parse_report(report, "a.json"), parse_report(other, "b.json")], thresholds=[0.7, 0.4])
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["score >= 0.7", "margin >= 0.4"]  # no scatter
+    for ax in axes:
+        lines = ax.get_lines()
+        assert len(lines) == 2 * (2 + 1)  # per report: cdf-bj, naive, label certificate
+        colours = {ln.get_color() for ln in lines}
+        assert len(colours) == 2  # colour = report
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["a.json sigma=0.25", "b.json sigma=0.5"]
+
+
+def test_single_column_preset_and_pdf(report, tmp_path):
+    fig = plot_report(parse_report(report), size="column")
+    w, h = fig.get_size_inches()
+    assert w == pytest.approx(3.4) and h > w  # one column, panels stacked
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    res = runner.invoke(app, ["plot", str(path), str(path), "-o", str(tmp_path / "c.pdf"), "--size", "column",
+                              "--measures", "score", "--thresholds", "0.5,0.7"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c.pdf").read_bytes().startswith(b"%PDF")
+    res = runner.invoke(app, ["plot", str(path), "-o", str(tmp_path / "d.png"), "--size", "poster"])
+    assert res.exit_code == 2 and "--size must be one of full, column" in res.stderr

@@ -53,3 +53,39 @@ def test_tail_matches_np_unique_and_the_mean_of_the_clipped_samples():
         np.testing.assert_array_equal(tail.at_or_below, np.cumsum(counts))
         np.testing.assert_array_equal(tail.at_or_above, z.size - np.cumsum(counts) + counts)
         assert tail.mean == float(clipped.mean()) == SampleMean.from_samples(z, 0.0, 1.0).mean
+
+
+def _whole(tail, band, sigma):
+    """cdf_bounds as it was before the levels went in chunks: every per-level array at once."""
+    from onnxcert.stats.confidence import StepBound, _after, _band_table
+
+    a, b, v = tail.a, tail.b, tail.levels
+    table = _band_table(band)
+    g, q, z = table.lower(tail.at_or_above)
+    lower = StepBound.from_probabilities(a, np.diff(v, prepend=a), g, q, -1, sigma, z)
+    g_up, q_up, z = table.upper(tail.at_or_below)
+    z = None if z is None else _after(np.inf, z)
+    upper = StepBound.from_probabilities(a, np.diff(v, prepend=a, append=b), _after(1.0, q_up),
+                                         _after(0.0, g_up), +1, sigma, z)
+    return lower, upper
+
+
+@pytest.mark.parametrize("chunk", [7, 1000, None], ids=["chunk7", "chunk1000", "default"])
+def test_chunked_bounds_equal_the_whole_array_bounds(monkeypatch, chunk):
+    """cdf_bounds goes through the levels CHUNK_LEVELS at a time, carrying an unfinished merge
+    group into the next chunk: bit for bit the whole-array bounds, merged (above
+    MERGE_MIN_LEVELS kept levels) or not, tabled or not, with int32 or int64 counts."""
+    from onnxcert.stats import confidence
+
+    if chunk is not None:
+        monkeypatch.setattr(confidence, "CHUNK_LEVELS", chunk)
+    rng = np.random.default_rng(3)
+    for n in (1, 50, 3000, 20_000):
+        samples = (rng.dirichlet([8.0] + [1.0] * 9, size=n)[:, 0], np.round(rng.random(n), 3), rng.beta(0.3, 5, n))
+        for z in samples:
+            tail = EmpiricalTail.from_samples(z, 0.0, 1.0)
+            wide = EmpiricalTail(tail.a, tail.b, tail.n, tail.levels, tail.at_or_above.astype(np.int64),
+                                 tail.at_or_below.astype(np.int64), tail.mean)
+            for band in (DKWBand(n, 0.001), bj_band(max(n, 100), 0.001) if n >= 100 else DKWBand(n, 0.01)):
+                for b in (band, Untabled(band)):
+                    _same(cdf_bounds(tail, b, 0.25), _whole(wide, b, 0.25))

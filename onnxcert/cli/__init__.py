@@ -14,6 +14,9 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. The arguments as typed go down to the commands, which record
+    them in their reports (``options.command_line``)."""
+    import sys
+
+    app(obj={"argv": sys.argv[1:]})
 

@@ -134,6 +134,30 @@ def float_list(value: str | None, name: str) -> list[float] | None:
         raise ConfigError(f"{name} must be comma-separated numbers, got {value!r}") from None
 
 
+def command_line(ctx: typer.Context) -> list[str]:
+    """The command being run, for the report: ``onnxcert`` and its arguments as typed when the
+    console script runs it (``main`` passes sys.argv down), else rebuilt from the parameters given
+    on the command line (e.g. under Typer's CliRunner)."""
+    root = ctx.find_root()
+    if isinstance(root.obj, dict) and isinstance(root.obj.get("argv"), list):
+        return ["onnxcert", *root.obj["argv"]]
+    words = ["onnxcert", ctx.info_name or ""]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in values]
+        elif getattr(param, "is_flag", False):
+            words.append(max(param.opts, key=len) if value else max(param.secondary_opts or param.opts, key=len))
+        else:
+            for v in values:
+                words += [max(param.opts, key=len), str(v)]
+    return words
+
+
 def _print_version(value: bool) -> None:
     if value:
         from .. import __version__
@@ -190,6 +214,8 @@ Limit = Annotated[Optional[int], typer.Option("--limit", help="At most M inputs 
 LabelsCsv = Annotated[Optional[Path], typer.Option("--labels-csv", help="Labels for a folder's images from this CSV (file, label). \\[default: the folder's labels.csv]")]
 LabelColumns = Annotated[Optional[str], typer.Option("--label-columns", help="The CSV's file and label columns, by header name or 0-based index: FILE,LABEL. \\[default: file,label]")]
 NpzKeys = Annotated[Optional[str], typer.Option("--npz-keys", help="The .npz arrays holding the images and (optionally) the labels: IMAGES[,LABELS]. \\[default: x,y]")]
+Html = Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page of the results (as `onnxcert report`; with --gate, the gate's result too).")]
+AllowMismatch = Annotated[bool, typer.Option("--allow-mismatch", help="Compare reports whose inputs, sigma, n or alpha differ (refused otherwise).")]
 
 
 # ---------------------------------------------------------------- shared by run and certify-scores

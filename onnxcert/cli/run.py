@@ -18,10 +18,10 @@ import typer
 
 from ..errors import ConfigError, InputError
 from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, Device, Force, GateRules, GpusPerWorker,
-                      InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures, Methods, N, N0,
+                      Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures, Methods, N, N0,
                       NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii, RayAddress, Resume,
-                      ScoreTh, Seed, Sigma, Skip, StrictInputs, Threads, Workers, app, handle_errors, input_options,
-                      model_layer_flags, output_paths, print_summary, setting_flags, setup_logging)
+                      ScoreTh, Seed, Sigma, Skip, StrictInputs, Threads, Workers, app, command_line, handle_errors,
+                      input_options, model_layer_flags, output_paths, print_summary, setting_flags, setup_logging)
 
 def _journal_locked(fn):
     """Hold the lock of the run's journal (beside the first -o) for the whole command: a second
@@ -45,6 +45,7 @@ def _journal_locked(fn):
 @handle_errors
 @_journal_locked
 def run_cmd(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="The ONNX classifier; its output must be [N, k] logits or probabilities.")],
     inputs: Annotated[Path, typer.Argument(help="A folder of images (labels from sub-folders or labels.csv), an image, "
                                                 "a .npy [N, ...] in [0, 1], or a .npz with 'x' and optional 'y'.")],
@@ -55,7 +56,7 @@ def run_cmd(
     input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
     force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
     gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
-    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, quiet: Quiet = False,
+    workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, html: Html = None, quiet: Quiet = False,
     classes: ClassesOpt = None, preprocess_from: PreprocessFrom = None, skip: Skip = None, limit: Limit = None,
     labels_csv: LabelsCsv = None, label_columns: LabelColumns = None, npz_keys: NpzKeys = None,
 ) -> None:
@@ -71,6 +72,7 @@ def run_cmd(
                    margin_thresholds, radii, output_kind)
     names = cli_layer(input_name=input_name, output_name=output_name)
     paths = output_paths(output, force)
+    page = _html_path(html, force)
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
@@ -86,7 +88,8 @@ def run_cmd(
     with writer, pipeline.stop_on_signals() as stop, \
             _progress(setup, quiet, sys.stderr.isatty(), done) as (on_batch, on_record):
         certify = pipeline.certify if remote is None else remote.certify
-        result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop)
+        result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop,
+                         command=command_line(ctx))
     write_reports(result.report, paths, hint=f"every certified input is kept in {str(journal)!r}: make room and "
                                              "run the same command with --resume to write the report")
     skipped = result.report["skipped"]
@@ -102,8 +105,15 @@ def run_cmd(
                    f"({prov['samples_per_second'] or 0:,.0f} samples/s) on {prov['provider']}; "
                    f"output read as {result.report['settings']['output_kind']}", err=True)
         typer.echo(f"wrote {', '.join(str(p) for p in paths)} (journal {journal})", err=True)
-    if rules:
-        _gate(result.report, rules, str(paths[0]), junit)
+    gated = _gate(result.report, rules, str(paths[0]), junit) if rules else None
+    if page is not None:
+        from ..reports.html import Source, write_html
+
+        write_html(page, [Source(result.report, str(paths[0]))], gate=gated)
+        if not quiet:
+            typer.echo(f"wrote {page}", err=True)
+    if gated is not None:
+        raise typer.Exit(gated.exit_code)
 
 
 def _journal(first_output: Path, resume: bool, force: bool) -> Path:
@@ -158,7 +168,8 @@ def _rules(gate: Path | None, junit: Path | None):
     return load_rules(gate)
 
 
-def _gate(report: dict, rules, source: str, junit: Path | None) -> None:
+def _gate(report: dict, rules, source: str, junit: Path | None):
+    """Evaluate the --gate rules, print their lines and write the JUnit file; the GateResult."""
     from ..gate import evaluate_rules, write_junit
 
     result = evaluate_rules(report, rules, source=source)
@@ -166,7 +177,19 @@ def _gate(report: dict, rules, source: str, junit: Path | None) -> None:
         typer.echo(line)
     if junit is not None:
         write_junit(result, junit)
-    raise typer.Exit(result.exit_code)
+    return result
+
+
+def _html_path(html: Path | None, force: bool) -> Path | None:
+    """--html, checked before any work: an .html/.htm path, not overwritten without --force."""
+    if html is None:
+        return None
+    from ..reports.html import check_output
+
+    path = check_output(html)
+    if path.exists() and not force:
+        raise InputError(f"{str(path)!r} exists; pass --force to overwrite it")
+    return path
 
 
 def _print_mapping(setup) -> None:

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from .options import (Alpha, BatchSize, ConfigOpt, Force, MarginTh, Measures, Methods, N, N0, Output, OutputKind,
-                      Quiet, Radii, ScoreTh, Seed, Sigma, app, handle_errors, output_paths, print_summary,
-                      setting_flags, setup_logging)
+                      Quiet, Radii, ScoreTh, Seed, Sigma, app, command_line, handle_errors, output_paths,
+                      print_summary, setting_flags, setup_logging)
 
 
 @app.command("certify-scores")
 @handle_errors
 def certify_scores_cmd(
+    ctx: typer.Context,
     scores: Annotated[Path, typer.Argument(help="SCORES.npz with 'estimation' [B, n, k], 'selection' [B, n0, k], optional 'labels' [B].")],
     sigma: Sigma = None, alpha: Alpha = None, n0: N0 = None, n: N = None, batch_size: BatchSize = None,
     seed: Seed = None, measures: Measures = None, methods: Methods = None,
@@ -23,7 +24,7 @@ def certify_scores_cmd(
     force: Force = False, quiet: Quiet = False,
 ) -> None:
     """Certify from score matrices computed elsewhere (no model). n and n0 default to the arrays."""
-    from ..config import load_yaml, resolve
+    from ..config import config_sections, load_yaml, resolve
     from ..report import write_reports
     from ..scores import certify_scores, load_scores, scores_shape_layer
 
@@ -33,7 +34,8 @@ def certify_scores_cmd(
     paths = output_paths(output, force)
     arrays = load_scores(scores)
     cfg = resolve(cli=flags, file=load_yaml(config) if config else None, shape=scores_shape_layer(arrays))
-    result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind)
+    result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind, command=command_line(ctx),
+                            config=config_sections(cfg))
     write_reports(result.report, paths)
     if not quiet:
         print_summary(result.report)
