@@ -31,6 +31,7 @@ from .stats.names import METHODS
 from .values import finite_number
 
 log = logging.getLogger("onnxcert")
+from .untrusted import check_tree, clip, input_file, parse_json, quote, shown
 
 METADATA_KEYS = {"model": "onnxcert.model", "preprocess": "onnxcert.preprocess",
                  "smoothing": "onnxcert.smoothing", "certify": "onnxcert.certify"}
@@ -127,18 +128,22 @@ def read_yaml(path: str | Path, what: str = "config file"):
     """``yaml.safe_load`` of a file, with one-line ConfigErrors naming ``what`` and the problem.
 
     Only plain YAML is accepted: tags such as ``!!python/object`` are refused by safe_load.
+    Aliases that expand to millions of values (an alias bomb) and deep nesting are refused too
+    (see ``untrusted.check_tree``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} does not exist")
+    path = input_file(path, what, ConfigError)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         problem = getattr(exc, "problem", None)
-        why = f": {problem}" if problem else ""
-        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{at}{why}") from None
+        why = f": {quote(problem)[1:-1]}" if isinstance(problem, str) else ""
+        raise ConfigError(f"{what} {shown(path)} is not valid YAML{at}{why}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {shown(path)} is nested too deeply") from None
+    check_tree(data, f"{what} {shown(path)}", ConfigError)
+    return data
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -147,7 +152,7 @@ def load_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"config file {shown(path)} must hold a mapping of sections, got {type(data).__name__}")
     check_keys(data, source=str(path))
     from .preprocess_configs import expand_from
 
@@ -159,10 +164,7 @@ def metadata_layer(props: Mapping[str, str], source: str = "model metadata") -> 
     layer = {}
     for section, key in METADATA_KEYS.items():
         if key in props:
-            try:
-                value = json.loads(props[key])
-            except json.JSONDecodeError:
-                raise ConfigError(f"{source}: {key} is not valid JSON") from None
+            value = parse_json(props[key], f"{source}: {key}", ConfigError)
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {key} must be a JSON object")
             layer[section] = value
@@ -194,14 +196,14 @@ def check_keys(data: Mapping, source: str) -> None:
     """Unknown sections or keys: name the key and the nearest valid one."""
     for section, body in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"{source}: unknown section {section!r}{nearest(section, SCHEMA)}")
+            raise ConfigError(f"{source}: unknown section {quote(section)}{nearest(clip(section), SCHEMA)}")
         if body is None:
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{source}: section {section!r} must be a mapping, got {type(body).__name__}")
+            raise ConfigError(f"{source}: section {quote(section)} must be a mapping, got {type(body).__name__}")
         for key in body:
             if key not in SCHEMA[section]:
-                raise ConfigError(f"{source}: unknown key {section}.{key}{nearest(str(key), SCHEMA[section])}")
+                raise ConfigError(f"{source}: unknown key {section}.{clip(key)}{nearest(clip(key), SCHEMA[section])}")
 
 
 def nearest(word: str, options) -> str:
@@ -239,7 +241,7 @@ def _num(section, key, value, *, integer=False) -> Any:
 
 def _choice(section, key, value, allowed) -> str:
     if value not in allowed:
-        raise ConfigError(f"{section}.{key} must be one of {', '.join(allowed)}; got {value!r}")
+        raise ConfigError(f"{section}.{key} must be one of {', '.join(allowed)}; got {quote(value)}")
     return value
 
 
@@ -249,7 +251,7 @@ def _list(section, key, value) -> list:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, (list, tuple)) or len(value) == 0:
-        raise ConfigError(f"{section}.{key} must be a non-empty list, got {value!r}")
+        raise ConfigError(f"{section}.{key} must be a non-empty list, got {quote(value)}")
     return list(value)
 
 
@@ -262,10 +264,10 @@ def _settings(s: dict, c: dict, require_sigma: bool = True) -> Settings:
     else:
         sigma = _num("smoothing", "sigma", s["sigma"])
         if sigma <= 0:
-            raise ConfigError(f"smoothing.sigma must be > 0, got {sigma!r}")
+            raise ConfigError(f"smoothing.sigma must be > 0, got {quote(sigma)}")
     alpha = _num("smoothing", "alpha", s.get("alpha", 0.001))
     if not 0 < alpha < 1:
-        raise ConfigError(f"smoothing.alpha must be in (0, 1), got {alpha!r}")
+        raise ConfigError(f"smoothing.alpha must be in (0, 1), got {quote(alpha)}")
     n0 = _num("smoothing", "n0", s.get("n0", 100), integer=True)
     n = _num("smoothing", "n", s.get("n", 100_000), integer=True)
     if n0 < 1:
@@ -289,10 +291,10 @@ def _settings(s: dict, c: dict, require_sigma: bool = True) -> Settings:
         raise ConfigError("certify.measures and certify.methods must not repeat a name")
     given = c.get("thresholds") or {}
     if not isinstance(given, dict):
-        raise ConfigError(f"certify.thresholds must map a measure to a list, got {given!r}")
+        raise ConfigError(f"certify.thresholds must map a measure to a list, got {quote(given)}")
     for m in given:
         if m not in MEASURES:
-            raise ConfigError(f"certify.thresholds: unknown measure {m!r}{nearest(m, MEASURES)}")
+            raise ConfigError(f"certify.thresholds: unknown measure {quote(m)}{nearest(clip(m), MEASURES)}")
     thresholds = {}
     for m in MEASURES:
         values = tuple(_num("certify", f"thresholds.{m}", v)
@@ -300,11 +302,11 @@ def _settings(s: dict, c: dict, require_sigma: bool = True) -> Settings:
         a, b = MEASURES[m]
         for v in values:
             if not a < v < b:
-                raise ConfigError(f"certify.thresholds.{m} must lie in ({a:g}, {b:g}), got {v!r}")
+                raise ConfigError(f"certify.thresholds.{m} must lie in ({a:g}, {b:g}), got {quote(v)}")
         thresholds[m] = values
     radii = tuple(_num("certify", "radii", r) for r in _list("certify", "radii", c.get("radii", DEFAULT_RADII)))
     if any(r < 0 for r in radii):
-        raise ConfigError(f"certify.radii must be >= 0, got {list(radii)!r}")
+        raise ConfigError(f"certify.radii must be >= 0, got {quote(list(radii))}")
     return Settings(sigma, alpha, n0, n, batch, seed, measures, methods, thresholds, radii)
 
 
@@ -315,7 +317,7 @@ def _model(m: dict) -> ModelConfig:
         classes = tuple(str(x) for x in _list("model", "classes", classes))
     for key in ("input", "output"):
         if m.get(key) is not None and not isinstance(m[key], str):
-            raise ConfigError(f"model.{key} must be a tensor name (string), got {m[key]!r}")
+            raise ConfigError(f"model.{key} must be a tensor name (string), got {quote(m[key])}")
     return ModelConfig(m.get("input"), m.get("output"), kind, classes)
 
 
@@ -326,10 +328,10 @@ def _preprocess(p: dict) -> PreprocessConfig:
             size = [size, size]
         size = _list("preprocess", "size", size)
         if len(size) != 2:
-            raise ConfigError(f"preprocess.size must be [H, W], got {size!r}")
+            raise ConfigError(f"preprocess.size must be [H, W], got {quote(size)}")
         size = tuple(_num("preprocess", "size", v, integer=True) for v in size)
         if min(size) < 1:
-            raise ConfigError(f"preprocess.size must be positive, got {list(size)!r}")
+            raise ConfigError(f"preprocess.size must be positive, got {quote(list(size))}")
     resize = _choice("preprocess", "resize", p.get("resize", "exact"), ("exact", "shorter", "none"))
     resize_to = _resize_to(p.get("resize_to"), resize)
     crop = _choice("preprocess", "crop", p.get("crop", "center"), ("center", "none"))
@@ -338,11 +340,11 @@ def _preprocess(p: dict) -> PreprocessConfig:
     mean = tuple(_num("preprocess", "mean", v) for v in _list("preprocess", "mean", p.get("mean", [0.0])))
     std = tuple(_num("preprocess", "std", v) for v in _list("preprocess", "std", p.get("std", [1.0])))
     if any(v <= 0 for v in std):
-        raise ConfigError(f"preprocess.std must be > 0, got {list(std)!r}")
+        raise ConfigError(f"preprocess.std must be > 0, got {quote(list(std))}")
     nch = 1 if channels == "L" else 3
     for key, vals in (("mean", mean), ("std", std)):
         if len(vals) not in (1, nch):
-            raise ConfigError(f"preprocess.{key} needs 1 or {nch} values for channels {channels}, got {list(vals)!r}")
+            raise ConfigError(f"preprocess.{key} needs 1 or {nch} values for channels {channels}, got {quote(list(vals))}")
     interpolation = _choice("preprocess", "interpolation", p.get("interpolation", "bilinear"), INTERPOLATIONS)
     resize_round = _choice("preprocess", "resize_round", p.get("resize_round", "floor"), ("floor", "round"))
     crop_offset = _choice("preprocess", "crop_offset", p.get("crop_offset", "round"), ("round", "floor"))
@@ -357,10 +359,10 @@ def _resize_to(value, resize: str) -> int | tuple[int, int] | None:
         return None
     if isinstance(value, (list, tuple)):
         if resize != "exact" or len(value) != 2:
-            raise ConfigError(f"preprocess.resize_to must be an integer (or [H, W] with resize: exact), got {value!r}")
+            raise ConfigError(f"preprocess.resize_to must be an integer (or [H, W] with resize: exact), got {quote(value)}")
         hw = tuple(_num("preprocess", "resize_to", v, integer=True) for v in value)
         if min(hw) < 1:
-            raise ConfigError(f"preprocess.resize_to must be positive, got {list(hw)!r}")
+            raise ConfigError(f"preprocess.resize_to must be positive, got {quote(list(hw))}")
         return hw
     side = _num("preprocess", "resize_to", value, integer=True)
     if side < 1:

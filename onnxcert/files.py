@@ -8,7 +8,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def sha256_file(path: str | Path) -> str:
@@ -61,3 +61,65 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def atomic_write_all(items: Sequence[tuple[str | Path, bytes]]) -> list[Path]:
+    """Write every (path, data) atomically, all or none: each goes to a temporary file beside its
+    path and is fsync'd, and only when every one is written are they renamed into place. A
+    failure before that (a full disk) removes every temporary file and leaves the old files."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in items:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+    return [path for _, path in staged]
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Before any work: can ``path`` be written? InputError (one line) when it is a directory,
+    when a file stands where a folder of its path should be, or when its folder (or the nearest
+    one that exists) does not let this process create a file there: a read-only file system, a
+    folder without write permission. The folder is tested by creating and removing a file in it,
+    which also holds for root, ACLs and read-only mounts."""
+    from .errors import InputError
+    from .untrusted import shown
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {shown(path)} is a directory; give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {what} {shown(path)}: {shown(folder)} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".onnxcert-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {shown(path)}: the folder {shown(folder)} does not accept new "
+                         f"files ({exc.strerror or type(exc).__name__})") from None
+    return path
+
+
+def write_error(exc: OSError, path: str | Path, what: str, hint: str = ""):
+    """The InputError for an OSError met while writing ``path`` (a full disk, a quota)."""
+    from .errors import InputError
+    from .untrusted import shown
+
+    return InputError(f"cannot write {what} {shown(path)} ({exc.strerror or type(exc).__name__})"
+                      + (f"; {hint}" if hint else ""))

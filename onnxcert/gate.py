@@ -40,7 +40,7 @@ import numpy as np
 from .config import nearest as _nearest
 from .config import read_yaml
 from .errors import ConfigError
-from .files import atomic_write_text
+from .files import atomic_write_text, write_error
 from .reports.metrics import (abstain_rate, certified_accuracy_at, certified_accuracy_interval, check_comparable,
                                mean_certified_radius)
 from .reports.read import LABEL, ReportData, load_report, parse_report, radius_column
@@ -338,7 +338,10 @@ def junit_xml(result: GateResult) -> str:
 
 
 def write_junit(result: GateResult, path: str | Path) -> Path:
-    return atomic_write_text(path, junit_xml(result))
+    try:
+        return atomic_write_text(path, junit_xml(result))
+    except OSError as exc:
+        raise write_error(exc, path, "the JUnit file") from None
 
 
 def rules_from_flags(**flags: Any) -> tuple[Rule, ...]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
+from .limits import check_npz, npy_header
+from .untrusted import input_file, shown as quoted, special_kind
 
 log = logging.getLogger("onnxcert")
 
@@ -53,6 +56,7 @@ class InputSet:
     array: Any = None  # [N, ...] float32/uint8 (possibly memory-mapped) for kind == array
     label_source: str | None = None  # "sub-folders", a CSV's path, "y", "labels", or None
     folders: tuple[tuple[str, int], ...] = ()  # (sub-folder name, class index) when sub-folders label
+    unreadable: tuple[SkippedInput, ...] = ()  # sub-folders that could not be listed (index None)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -86,7 +90,7 @@ class InputSet:
 class SkippedInput:
     """An input of a folder that could not be decoded; the run goes on without it."""
 
-    index: int
+    index: int | None  # None for a sub-folder that could not be listed
     input: str | None
     reason: str
 
@@ -109,10 +113,11 @@ def load_inputs(path: str | Path | np.ndarray, *, classes: Sequence[str] | None 
     if isinstance(path, np.ndarray):
         return _from_array(path, "array", labels, classes)
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"input path {str(path)!r} does not exist")
+    if not os.path.exists(path):
+        raise InputError(f"input path {quoted(path)} does not exist")
     if path.is_dir():
         return _from_folder(path, classes, labels_csv, csv_columns)
+    input_file(path, "input")  # a FIFO or device would block or never end
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _from_array(_load_npy(path), str(path), labels, classes)
@@ -129,28 +134,54 @@ def load_inputs(path: str | Path | np.ndarray, *, classes: Sequence[str] | None 
 
 
 def _from_folder(root: Path, classes: Sequence[str] | None, labels_csv=None, csv_columns=None) -> InputSet:
-    files = sorted((p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                   key=lambda p: p.relative_to(root).as_posix())
+    files, anything, unreadable = _walk(root)
     if not files:
-        anything = any(root.iterdir())
-        raise InputError(f"folder {str(root)!r} " + ("holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")"
-                                                      if anything else "is empty"))
+        if unreadable:
+            raise InputError(f"folder {quoted(root)} holds no images that can be read: {unreadable[0].reason}")
+        raise InputError(f"folder {quoted(root)} " + ("holds no images (" + ", ".join(IMAGE_SUFFIXES) + ")"
+                                                       if anything else "is empty"))
+    unreadable = tuple(unreadable)
     rel = [p.relative_to(root).as_posix() for p in files]
     names, paths = tuple(str(p) for p in files), tuple(files)
     csv_path = Path(labels_csv) if labels_csv is not None else root / LABELS_CSV
-    if labels_csv is not None and not csv_path.is_file():
-        raise InputError(f"labels CSV {str(csv_path)!r} does not exist")
+    if labels_csv is not None:
+        input_file(csv_path, "labels CSV")  # not there, a directory, a FIFO
     if csv_path.is_file():
         labels = _labels_from_csv(csv_path, rel, classes, csv_columns, strict=labels_csv is None)
-        return InputSet(str(root), "folder", names, labels, paths, label_source=str(csv_path))
+        return InputSet(str(root), "folder", names, labels, paths, label_source=str(csv_path), unreadable=unreadable)
     if csv_columns is not None:
         raise InputError(f"CSV columns were given but {str(root)!r} has no {LABELS_CSV}; name the CSV too")
     if all(len(r.split("/")) == 2 for r in rel):
         labels = tuple(parse_label(r.split("/")[0], classes, f"sub-folder of {r!r}") for r in rel)
         folders = tuple(sorted({(r.split("/")[0], lab) for r, lab in zip(rel, labels)}, key=lambda f: (f[1], f[0])))
-        return InputSet(str(root), "folder", names, labels, paths, label_source="sub-folders", folders=folders)
+        return InputSet(str(root), "folder", names, labels, paths, label_source="sub-folders", folders=folders,
+                        unreadable=unreadable)
     log.warning("warning: %s", _why_no_labels(root, rel))
-    return InputSet(str(root), "folder", names, (None,) * len(files), paths)
+    return InputSet(str(root), "folder", names, (None,) * len(files), paths, unreadable=unreadable)
+
+
+def _walk(root: Path) -> tuple[list[Path], bool, list[SkippedInput]]:
+    """Image files under ``root`` (regular or not: a FIFO named a.png is refused when it is
+    opened, and so skipped with its reason), in sorted order of their relative paths; whether
+    the folder holds anything; and the sub-folders that could not be listed, each with a warning.
+    Symbolic links to folders are not followed (as before: ``Path.rglob``)."""
+    errors: list[OSError] = []
+    files: list[Path] = []
+    anything = False
+    for folder, dirs, names in os.walk(root, onerror=errors.append):
+        anything = anything or bool(dirs or names)
+        files += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    skipped = []
+    for exc in errors:
+        where = Path(exc.filename) if exc.filename else root
+        if where == root:
+            raise InputError(f"folder {quoted(root)} cannot be read ({exc.strerror or type(exc).__name__})")
+        reason = (f"folder {quoted(where)} cannot be read ({exc.strerror or type(exc).__name__}); "
+                  "its images are not certified")
+        log.warning("skipping: %s", reason)
+        skipped.append(SkippedInput(None, str(where), reason))
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    return files, anything or bool(errors), sorted(skipped, key=lambda s: s.input)
 
 
 def _why_no_labels(root: Path, rel: list[str]) -> str:
@@ -277,6 +308,9 @@ def open_image(path: Path):
     """
     from PIL import Image
 
+    kind = special_kind(path)
+    if kind is not None:
+        raise InputError(f"image {quoted(path)} is {kind}, not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -328,6 +362,7 @@ def _why(exc: BaseException) -> str:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    npy_header(path, "input")  # a header that claims more rows than the file holds
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
@@ -340,6 +375,7 @@ def _load_npz(path: Path, keys: Sequence[str] | None = None) -> tuple[np.ndarray
     if not 1 <= len(keys) <= 2:
         raise InputError(f"npz keys must be one or two names (images[, labels]), got {list(keys)!r}")
     x_key, y_key = keys[0], (keys[1] if len(keys) == 2 else None)
+    check_npz(path, "input", keys=keys, fix=f"save {x_key} as a .npy file, which is read memory-mapped")
     try:
         with np.load(path, allow_pickle=False) as data:
             if x_key not in data.files:

@@ -52,9 +52,9 @@ def load_proto(path: str | Path):
     """The ModelProto without external tensor data; garbage or truncated files are a ModelError."""
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {str(path)!r} does not exist")
+    from .untrusted import input_file
+
+    path = input_file(path, "model file", ModelError)  # a FIFO would block onnx.load forever
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on garbage

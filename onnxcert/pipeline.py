@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import platform
 import signal
 import threading
@@ -29,9 +30,10 @@ from .bandstore import band_requests, prepare_bands
 from .config import Config, config_sections, resolve
 from .errors import ConfigError, InputError, ModelError, RunInterrupted
 from .inputs import InputSet, SkippedInput, load_inputs
-from .journal import START_OVER, JournalState, JournalWriter, check_identity, read_journal
+from .limits import check_batch, check_samples
+from .journal import START_OVER, JournalState, JournalWriter, TornHeader, check_identity, read_journal
 from .modelcheck import output_op
-from .preprocess import Preprocessor, check_against_model, model_layer
+from .preprocess import Preprocessor, check_against_model, model_layer, planned_size
 from .preprocess_configs import classes_from_metadata
 from .report import Record, build_report
 from .model_info import describe_model, load_proto, select_input, select_output
@@ -107,6 +109,7 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     proto = load_proto(model)
     info = describe_model(model, proto)
     cfg = resolve_model_config(info, cli=cli, file=file, source=f"{Path(model).name} metadata")
+    check_samples(cfg.settings.n)
     items = load_inputs(inputs, classes=cfg.model.classes, labels=labels, **(input_options or {}))
     items = items.select(skip, limit)
     pre = Preprocessor(cfg.preprocess)
@@ -118,10 +121,18 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     first, item = _first_input(items, strict_inputs)
     shape = pre.sample_shape or pre.prepare(item, _name(items, first)).shape
     check_against_model(shape, clf.input.shape, clf.input.name)
+    largest, source = shape, ""
+    if pre.sample_shape is None and items.kind != "array":  # each image keeps its own size
+        largest, source = _largest_sample(items, pre, shape)
     s = cfg.settings
     if s.n < s.n0:
         log.warning("n=%d estimation samples is fewer than n0=%d selection samples: were they swapped?", s.n, s.n0)
-    batch = s.batch_size or auto_batch_size(shape, max(s.n0, s.n))
+    batch = s.batch_size or auto_batch_size(largest, max(s.n0, s.n))
+    if batch > max(s.n0, s.n):
+        log.info("batch size %d is more than the %d samples an input needs: using %d", batch, max(s.n0, s.n),
+                 max(s.n0, s.n))
+        batch = max(s.n0, s.n)
+    check_batch(batch, largest, explicit=s.batch_size is not None, source=source)
     log.info("%d input(s), sample shape %s, batch size %d%s", len(items), list(shape), batch,
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))
@@ -140,6 +151,28 @@ def resolve_model_config(info, *, cli=None, file=None, source: str = "model meta
 
     return resolve(cli=cli, file=file, metadata=info.metadata, shape=shape, source=source,
                    require_sigma=require_sigma)
+
+
+def _largest_sample(items: InputSet, pre: Preprocessor, first: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+    """The largest sample any image of ``items`` gives under ``pre`` (read from the image headers,
+    nothing decoded) and the image that gives it: with a dynamic height and width and no fixed
+    size, the batch size and the memory check must hold for the largest image, not the first."""
+    from PIL import Image
+
+    best, source = math.prod(first), ""
+    shape = tuple(first)
+    c = pre.n_channels
+    for path in items.files:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Exception:  # noqa: BLE001  unreadable: skipped (or fatal) when it is reached
+            continue
+        h, w = planned_size(w, h, pre.config)
+        if c * h * w > best:
+            best, source = c * h * w, f"image {str(path)!r}"
+            shape = (c, h, w) if pre.config.layout == "NCHW" else (h, w, c)
+    return shape, source
 
 
 def _named_classes(info, merged: Mapping) -> dict:
@@ -341,7 +374,11 @@ def open_journal(setup: RunSetup, path: str | Path, resume: bool,
         if resume:
             log.info("no journal at %s: starting from the first input", path)
         return JournalWriter(path, identity=identity), None
-    state = read_journal(path)
+    try:
+        state = read_journal(path)
+    except TornHeader as exc:
+        log.warning("%s; starting from the first input", exc)
+        return JournalWriter(path, identity=identity), None
     check_identity(state, identity)
     n = len(setup.inputs)
     if any(not 0 <= i < n for i in (*state.records, *state.skipped)):
@@ -507,7 +544,8 @@ def make_report(setup: RunSetup, records: Sequence[Record], output_kind: str, wa
     report = build_report(cfg.settings, records, model=model, provenance=provenance, output_kind=output_kind,
                           config=config_sections(cfg), preprocess=pre,
                           classes=None if cfg.model.classes is None else list(cfg.model.classes), **report_args)
-    report["skipped"] = [s.to_dict() for s in skipped]
+    folders = getattr(setup.inputs, "unreadable", ())  # sub-folders that could not be listed
+    report["skipped"] = [s.to_dict() for s in (*folders, *skipped)]
     if setup.sequential is not None:
         report["unevaluated"] = list(unevaluated)
     return report

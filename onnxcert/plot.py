@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ConfigError, DependencyError
-from .files import atomic_write
+from .files import atomic_write, write_error
 from .reports.metrics import certified_steps, largest_certified_radius, paper_methods, report_names
 from .reports.read import LABEL, RADIUS_UNITS, ReportData, load_report
 
@@ -185,7 +185,10 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ConfigError(f"-o must end in {', '.join(FORMATS)}, got {str(path)!r}")
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix[1:], dpi=200), suffix=suffix)
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix[1:], dpi=200), suffix=suffix)
+    except OSError as exc:
+        raise write_error(exc, path, "the figure") from None
 
 
 def plot(report_paths: str | Path | Sequence[str | Path], output: str | Path, *,

@@ -167,6 +167,16 @@ def resize_and_crop(img, cfg: PreprocessConfig, name: str = "image"):
     return img
 
 
+def planned_size(width: int, height: int, cfg: PreprocessConfig) -> tuple[int, int]:
+    """(H, W) that ``resize_and_crop`` gives an image of ``width`` x ``height``, from its header
+    alone (the same arithmetic, nothing decoded)."""
+    size = resized_size(width, height, cfg)
+    w, h = size if size is not None else (width, height)
+    if cfg.crop == "center" and cfg.size is not None:
+        h, w = cfg.size
+    return h, w
+
+
 def center_crop(img, size: tuple[int, int], name: str = "image", offset: str = "round"):
     """Offsets (H - h) / 2 rounded half to even (torchvision) or floored (Hugging Face)."""
     th, tw = size

@@ -100,14 +100,14 @@ def read_preprocessing(path: str | Path) -> dict:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"preprocess.from {str(path)!r} does not exist")
+    from .untrusted import input_file, parse_json, shown
+
+    input_file(path, "preprocess.from", ConfigError)  # not there, a directory, a FIFO
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"preprocess.from {str(path)!r} cannot be read ({type(exc).__name__})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"preprocess.from {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"preprocess.from {shown(path)} cannot be read ({type(exc).__name__})") from None
+    data = parse_json(text, f"preprocess.from {shown(path)}", ConfigError)  # bounded depth, one line
     if not isinstance(data, dict):
         raise ConfigError(f"preprocess.from {str(path)!r} must hold a JSON object, got {type(data).__name__}")
     return data

@@ -27,10 +27,13 @@ A chunk that was running on ``max_chunk_failures`` workers when they died stops 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import math
+import os
 import signal
+import socket
 import tempfile
 import threading
 from collections import deque
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from . import pipeline
-from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError
+from .errors import ConfigError, DependencyError, InputError, ModelError, OnnxCertError, RunInterrupted
 from .scores import CertificationResult
 
 log = logging.getLogger("onnxcert")
@@ -50,6 +53,10 @@ CHUNK_SAMPLES = 100_000  # forward passes per chunk, about; at n = 100,000 that 
 CHUNKS_PER_WORKER = 4  # at least, when there are enough inputs, so that workers finish together
 MAX_CHUNK = 64
 POLL_SECONDS = 0.5
+PROBE_SECONDS = 5.0  # a TCP connect to the cluster's address, before ray.init
+# ray.init itself retries for minutes; onnxcert gives up after this. Ray's calls block for up to
+# 30 s each and a timeout is only seen between them, so the run ends within CONNECT_SECONDS + 30 s.
+CONNECT_SECONDS = 20.0
 
 
 def import_ray():
@@ -255,6 +262,13 @@ class RayBackend:
 
         return CUDA if self.options.worker_device == "cuda" else CPU
 
+    def check_address(self) -> None:
+        """Before any work: something must answer at the cluster's address, when one is named."""
+        address = self.options.address or os.environ.get("RAY_ADDRESS")
+        target = host_port(address)
+        if target is not None:
+            probe(address, *target)
+
     def certify(self, setup: pipeline.RunSetup, **kwargs) -> CertificationResult:
         """``pipeline.certify(setup, **kwargs)`` on Ray workers."""
         self._run = None
@@ -295,13 +309,113 @@ class RayBackend:
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
         if address is None:
             kwargs["include_dashboard"] = False
+        where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
+        target = host_port(address or os.environ.get("RAY_ADDRESS"))
+        if target is not None:
+            probe(where, *target)
         try:
-            with _keep_signal_handlers():
+            with _keep_signal_handlers(), bounded_connect(ray, where):
                 ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
-            raise ConfigError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                              f"{_first_line(exc)}") from None
+            raise ConfigError(f"cannot connect to Ray at {where}: {_first_line(exc)}") from None
         return True
+
+
+def host_port(address: str | None) -> tuple[str, int] | None:
+    """(host, port) of 'HOST:PORT' or 'ray://HOST:PORT' ('[::1]:PORT' too); None for 'auto',
+    'local', None, or anything else Ray resolves itself."""
+    if not address or address in ("auto", "local"):
+        return None
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + SETTINGS
+
+
+def probe(where: str, host: str, port: int, timeout: float = PROBE_SECONDS) -> None:
+    """Is a Ray cluster (a gRPC server: Ray's GCS, or Ray Client's server) at host:port? With
+    nothing there, or a server that never answers gRPC, ray.init retries for minutes in calls
+    that no signal interrupts; this fails in at most about 2 x ``timeout`` seconds. An HTTP/2
+    server answers the client preface with its own SETTINGS frame (RFC 9113, 3.4). With TLS
+    (RAY_USE_TLS) only the TCP connection is checked."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return
+            conn.sendall(HTTP2_PREFACE)
+            frame = b""
+            while len(frame) < 9:
+                chunk = conn.recv(9 - len(frame))
+                if not chunk:
+                    break
+                frame += chunk
+    except OSError as exc:
+        if isinstance(exc, socket.timeout) and "frame" in locals():
+            frame = b""
+        else:
+            why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+            raise ConfigError(f"cannot connect to Ray at {where}: nothing answers at {host}:{port} ({why}); "
+                              f"start a cluster there (ray start --head --port {port}) or fix --address") from None
+    if len(frame) < 9 or frame[3] != 0x04:
+        raise ConfigError(f"cannot connect to Ray at {where}: the server at {host}:{port} does not answer as a "
+                          "Ray cluster does (gRPC); check --address (ray status prints the right one)")
+
+
+class _Abort(BaseException):
+    """Raised in the main thread by a signal or the timeout while ray.init runs. A BaseException,
+    so that Ray's own ``except Exception`` retry loops cannot swallow it."""
+
+
+@contextlib.contextmanager
+def bounded_connect(ray, where: str, timeout: float | None = None):
+    """Around ray.init: give up after ``timeout`` seconds (ConfigError, exit 2), and stop at once
+    on SIGINT or SIGTERM (RunInterrupted, exit 130): no input has been certified yet, so there
+    is nothing to finish first. ray.init installs a SIGTERM handler that calls sys.exit(15);
+    that exit is turned into the same RunInterrupted."""
+    timeout = CONNECT_SECONDS if timeout is None else timeout
+    state: dict[str, Any] = {"signal": None, "timed_out": False, "connecting": True}
+    lock = threading.Lock()
+    main = threading.current_thread() is threading.main_thread()
+
+    def on_signal(signum, frame):
+        state["signal"] = state["signal"] or signal.Signals(signum).name
+        raise _Abort
+
+    def on_timeout():
+        with lock:  # never after ray.init returned: the interrupt would hit the run itself
+            if state["connecting"]:
+                state["timed_out"] = True
+                _thread.interrupt_main()  # runs the SIGINT handler (on_signal) in the main thread
+
+    saved = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+        with lock:
+            state["connecting"] = False
+    except (_Abort, KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code != signal.SIGTERM:
+            raise
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever half of a connection ray.init made
+        if state["timed_out"]:
+            raise ConfigError(f"cannot connect to Ray at {where}: no answer within {timeout:g} s; is a Ray cluster "
+                              "running there (ray status)?") from None
+        name = state["signal"] or ("SIGTERM" if isinstance(exc, SystemExit) else "SIGINT")
+        raise RunInterrupted(f"stopped by {name} while connecting to Ray at {where}; no input was certified "
+                             "in this run") from None
+    finally:
+        with lock:
+            state["connecting"] = False
+        timer.cancel()
+        for s, h in saved.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .config import Settings
-from .files import atomic_write_text
+from .files import atomic_write_all, write_error
 from .reports.metrics import certified_accuracy_table, record_accuracies
 from .reports.read import SCHEMA, radius_to_json
 from .stats.names import METHOD_DESCRIPTIONS
@@ -153,9 +153,27 @@ def to_csv(report: Mapping) -> str:
     return buf.getvalue()
 
 
+def report_bytes(report: Mapping, path: str | Path) -> bytes:
+    """The report as JSON or CSV by the suffix of ``path``. JSON is ASCII (names escaped); the
+    CSV keeps an input name that is not UTF-8 (a file name of raw bytes) as those same bytes."""
+    if Path(path).suffix.lower() == ".csv":
+        return to_csv(report).encode("utf-8", "surrogateescape")
+    return to_json(report).encode("ascii")
+
+
 def write_report(report: Mapping, path: str | Path) -> Path:
     """Write JSON or CSV by the suffix of ``path``, atomically."""
-    path = Path(path)
-    text = to_csv(report) if path.suffix.lower() == ".csv" else to_json(report)
-    atomic_write_text(path, text)
-    return path
+    return write_reports(report, [path])[0]
+
+
+def write_reports(report: Mapping, paths: Sequence[str | Path], hint: str = "") -> list[Path]:
+    """Write the report to every path (JSON or CSV by suffix), all or none: every file is
+    rendered and written to a temporary file first, and renamed into place only when all are
+    (see files.atomic_write_all). An OSError (a full disk) becomes one InputError line naming
+    the files, plus ``hint``."""
+    items = [(Path(p), report_bytes(report, p)) for p in paths]
+    try:
+        return atomic_write_all(items)
+    except OSError as exc:
+        names = " and ".join(str(p) for p, _ in items)
+        raise write_error(exc, names, "the report", hint or "no report was written") from None

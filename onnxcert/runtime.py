@@ -73,6 +73,9 @@ def session_settings(threads: int | None = None) -> dict[str, Any]:
     """
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    from .limits import check_threads
+
+    check_threads(threads, available_cores())
     return {"intra_op_num_threads": int(threads or available_cores()), "inter_op_num_threads": 1,
             "execution_mode": "sequential", "graph_optimization_level": "all", "allow_spinning": False}
 

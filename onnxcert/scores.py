@@ -12,6 +12,8 @@ import numpy as np
 
 from .config import Settings
 from .errors import InputError
+from .limits import check_npz
+from .untrusted import input_file
 from .report import Record, build_report
 from .stats.measures import detect_output_kind, predict_class, score_and_margin, to_probabilities, votes_for
 
@@ -35,9 +37,9 @@ class CertificationResult:
 
 def load_scores(path: str | Path) -> ScoreArrays:
     """Read SCORES.npz (keys ``estimation``, ``selection``, optional ``labels``) and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"scores file {str(path)!r} does not exist")
+    path = input_file(path, "scores file")
+    check_npz(path, "scores file", keys=("estimation", "selection", "labels"),
+              fix="split the inputs over several files")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from .errors import OnnxCertError
+from .untrusted import quote
 
 
 def is_number(value: Any) -> bool:
@@ -25,5 +26,5 @@ def finite_number(value: Any, what: str, error: type[OnnxCertError], *, integer:
     ok = is_number(value) and (not integer or float(value).is_integer())
     if not ok:
         kind = kind or ("an integer" if integer else "a finite number")
-        raise error(f"{what} must be {kind}, got {value!r}")
+        raise error(f"{what} must be {kind}, got {quote(value)}")
     return int(value) if integer else float(value)

@@ -154,7 +154,11 @@ def _mismatched(report):
         ("alpha (0.001 vs 0.01)", changed(lambda b: b["settings"].update(alpha=0.01))),
         ("inputs (40 vs 39)", changed(lambda b: b.update(records=b["records"][:-1]))),
         ("inputs (record 5:", changed(lambda b: b["records"][5].update(input="data/x/other.png"))),
-        ("labels (record 7:", changed(lambda b: b["records"][7].update(label=(b["records"][7]["label"] + 1) % 4))),
+        # the label changes and `correct` with it: a report whose `correct` contradicts its label and
+        # prediction is refused as corrupt (issue 15) before any comparison
+        ("labels (record 7:", changed(lambda b: b["records"][7].update(
+            label=(b["records"][7]["label"] + 1) % 4,
+            correct=(b["records"][7]["label"] + 1) % 4 == b["records"][7]["prediction"]))),
     ]
 
 

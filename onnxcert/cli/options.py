@@ -13,10 +13,42 @@ from pathlib import Path
 from typing import Annotated, Callable, List, Optional
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer >= 0.24 vendors click as typer._click; older ones use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 
 from ..errors import ConfigError, InputError, OnnxCertError
 
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a missing argument, a value of the wrong type) as the one
+    ``onnxcert: error:`` line every other error is, exit 2, instead of Typer's multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # `onnxcert` or `onnxcert run` alone: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None and ctx.command_path else ""
+            see = f" (see {ctx.command_path} --help)" if isinstance(exc, click_errors.UsageError) and ctx is not None else ""
+            fail_line(f"{where}{exc.format_message()}{see}")
+            sys.exit(2 if isinstance(exc, click_errors.UsageError) else exc.exit_code)
+        except typer.Abort:
+            fail_line("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="onnxcert",
     help="Certified confidence for ONNX image classifiers by randomized smoothing "
     "(Cohen et al. 2019; Kumar et al. 2020). Noise is added in [0, 1] pixel space, after "
@@ -27,9 +59,19 @@ app = typer.Typer(
 )
 
 
+MAX_LINE = 1000  # characters of an error line; every message also caps what it quotes
+
+
+def fail_line(message: str) -> None:
+    """Print ``onnxcert: error: MESSAGE`` to stderr as one line of at most MAX_LINE characters."""
+    line = " ".join(str(message).split())
+    line = line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+    typer.echo(f"onnxcert: error: {line}", err=True)
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"onnxcert: error: {message}", err=True)
+    fail_line(message)
     raise typer.Exit(code)
 
 
@@ -194,15 +236,22 @@ def setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, scor
     )
 
 
+DEFAULT_REPORT = Path("onnxcert-report.json")
+
+
 def output_paths(output: list[Path] | None, force: bool) -> list[Path]:
-    paths = list(output) if output else [Path("onnxcert-report.json")]
+    """The -o files, checked before any work: a known suffix, not a directory, a folder that
+    takes new files, and not there already unless --force."""
+    from ..files import check_writable
+    from ..untrusted import shown
+
+    paths = list(output) if output else [DEFAULT_REPORT]
     for p in paths:
         if p.suffix.lower() not in (".json", ".csv"):
-            raise ConfigError(f"--output must end in .json or .csv, got {str(p)!r}")
-        if p.exists() and not force:
-            raise InputError(f"{str(p)!r} exists; pass --force to overwrite it")
-        if p.exists() and p.is_dir():
-            raise InputError(f"{str(p)!r} is a directory")
+            raise ConfigError(f"--output must end in .json or .csv, got {shown(p)}")
+        check_writable(p, "the report")
+        if (p.exists() or p.is_symlink()) and not force:
+            raise InputError(f"{shown(p)} exists; pass --force to overwrite it")
     return paths
 
 

@@ -94,8 +94,10 @@ def plot_cmd(
     """Certified accuracy vs L2 radius as exact step curves (Kumar et al. 2020, Figure 5), and for
     one report the prediction score vs the label certificate's radius (Figure 3). Needs matplotlib:
     pip install 'onnxcert\\[plot]'."""
+    from ..files import check_writable
     from ..plot import plot
 
+    check_writable(output, "the figure")
     path = plot(reports, output, radii_max=max_radius, measures=split_list(measures, "--measures"),
                 methods=split_list(methods, "--methods"), thresholds=float_list(thresholds, "--thresholds"),
                 size=size)
@@ -134,6 +136,10 @@ def gate_cmd(
         raise ConfigError("--tolerance needs --baseline")
     if baseline is None and allow_mismatch:
         raise ConfigError("--allow-mismatch needs --baseline")
+    if junit is not None:
+        from ..files import check_writable
+
+        check_writable(junit, "the JUnit file")  # before the report is read: exit 2, never 1
     result = gate(report, load_rules(rules) if rules is not None else flag_rules, baseline_path=baseline,
                   tolerance=tolerance, allow_incomplete=allow_incomplete, allow_mismatch=allow_mismatch)
     for line in result.lines():

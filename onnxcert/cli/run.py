@@ -9,6 +9,7 @@ existing journal when not resuming, are refused without ``--force`` before any w
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,15 +17,34 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, InputError
-from .options import (Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force, GateRules,
-                      GpusPerWorker, Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh, Measures,
-                      Methods, N, N0, NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii,
+from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force,
+                      GateRules, GpusPerWorker, Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh,
+                      Measures, Methods, N, N0, NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii,
                       RayAddress, Resume, ScoreTh, Seed, Sequential, Sigma, Skip, StrictInputs, Threads, Workers, app,
                       command_line, handle_errors, input_options, model_layer_flags, output_paths, print_summary,
                       setting_flags, setup_logging)
 
+def _journal_locked(fn):
+    """Hold the lock of the run's journal (beside the first -o) for the whole command: a second
+    run with the same -o refuses before any work (see journal.JournalLock)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..files import check_writable
+        from ..journal import JournalLock, journal_path
+
+        outputs = kwargs.get("output") or [DEFAULT_REPORT]
+        if Path(outputs[0]).suffix.lower() not in (".json", ".csv"):
+            return fn(*args, **kwargs)  # refused by output_paths, with its own message
+        check_writable(outputs[0], "the report")  # its folder will hold the lock
+        with JournalLock(journal_path(outputs[0])):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @app.command("run")
 @handle_errors
+@_journal_locked
 def run_cmd(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="The ONNX classifier; its output must be [N, k] logits or probabilities.")],
@@ -47,7 +67,7 @@ def run_cmd(
     from .. import pipeline
     from ..config import cli_layer, load_yaml
     from ..gate import check_rules_for_run
-    from ..report import write_report
+    from ..report import write_reports
 
     setup_logging(quiet)
     flags = setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
@@ -64,7 +84,7 @@ def run_cmd(
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
     setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None,
                              cli=[model_layer_flags(classes, preprocess_from), flags, names],
-                             device="cpu" if remote else device, threads=threads, strict_inputs=strict_inputs,
+                             device="cpu" if remote else device, threads=None if remote else threads, strict_inputs=strict_inputs,
                              input_options=input_options(labels_csv, label_columns, npz_keys), skip=skip, limit=limit)
     _print_mapping(setup)
     if rules:
@@ -78,8 +98,8 @@ def run_cmd(
         certify = pipeline.certify if remote is None else remote.certify
         result = certify(setup, on_batch=on_batch, on_record=on_record, journal=writer, resumed=state, stop=stop,
                          command=command_line(ctx))
-    for p in paths:
-        write_report(result.report, p)
+    write_reports(result.report, paths, hint=f"every certified input is kept in {str(journal)!r}: make room and "
+                                             "run the same command with --resume to write the report")
     skipped = result.report["skipped"]
     if skipped:
         typer.echo(f"onnxcert: warning: {len(skipped)} input(s) skipped (listed under 'skipped' in the report)",
@@ -108,10 +128,14 @@ def _journal(first_output: Path, resume: bool, force: bool) -> Path:
     """The journal beside the first report; an earlier run's journal needs --resume or --force."""
     from ..journal import journal_path
 
+    from ..files import check_writable
+
     path = journal_path(first_output)
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} (the run's journal) is a directory")
-    if path.exists() and not resume and not force:
+    check_writable(path, "the run's journal")
+    if resume and path.is_symlink():
+        raise InputError(f"the run's journal {str(path)!r} is a symbolic link; onnxcert does not append through "
+                         "links: drop --resume and pass --force to start a new journal there")
+    if (path.exists() or path.is_symlink()) and not resume and not force:
         raise InputError(f"{str(path)!r} holds an earlier run's journal; pass --resume to continue that run, "
                          "or --force to start over")
     return path
@@ -132,13 +156,19 @@ def _backend(name: str, address, workers, gpus, device: str, threads):
     options = RayOptions(address=address, workers=workers, num_gpus_per_worker=gpus or 0.0, device=device,
                          threads=threads)
     import_ray()
-    return RayBackend(options)
+    backend = RayBackend(options)
+    backend.check_address()
+    return backend
 
 
 def _rules(gate: Path | None, junit: Path | None):
     """The --gate rules, loaded before any work, so that bad rules fail early (exit 2)."""
     if junit is not None and gate is None:
         raise ConfigError("--junit needs --gate RULES.yaml")
+    if junit is not None:
+        from ..files import check_writable
+
+        check_writable(junit, "the JUnit file")
     if gate is None:
         return ()
     from ..gate import load_rules

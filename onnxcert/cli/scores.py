@@ -25,7 +25,7 @@ def certify_scores_cmd(
 ) -> None:
     """Certify from score matrices computed elsewhere (no model). n and n0 default to the arrays."""
     from ..config import config_sections, load_yaml, resolve
-    from ..report import write_report
+    from ..report import write_reports
     from ..scores import certify_scores, load_scores, scores_shape_layer
 
     setup_logging(quiet)
@@ -36,8 +36,7 @@ def certify_scores_cmd(
     cfg = resolve(cli=flags, file=load_yaml(config) if config else None, shape=scores_shape_layer(arrays))
     result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind, command=command_line(ctx),
                             config=config_sections(cfg))
-    for p in paths:
-        write_report(result.report, p)
+    write_reports(result.report, paths)
     if not quiet:
         print_summary(result.report)
         typer.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)

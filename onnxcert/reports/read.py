@@ -5,7 +5,6 @@ malformed report into one-line InputErrors. The numbers computed from a report l
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..untrusted import input_file, parse_json, quote, shown
 from ..values import finite_number
 
 SCHEMA = "onnxcert.report/1"
@@ -68,16 +68,12 @@ class ReportData:
 
 def load_report(path: str | Path) -> ReportData:
     """Read and check an ``onnxcert.report/1`` JSON file; InputError (one line) when unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"report {str(path)!r} does not exist")
+    path = input_file(path, "report")  # a FIFO would block the read forever
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"report {str(path)!r} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"report {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return parse_report(report, str(path))
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"report {shown(path)} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return parse_report(parse_json(text, f"report {shown(path)}"), str(path))
 
 
 def parse_report(report: Any, source: str = "report") -> ReportData:
@@ -85,7 +81,7 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
     if not isinstance(report, Mapping) or "schema" not in report:
         raise InputError(f"{source}: not an onnxcert report (no 'schema' key)")
     if report["schema"] != SCHEMA:
-        raise InputError(f"{source}: unsupported schema {report['schema']!r}; expected {SCHEMA!r}")
+        raise InputError(f"{source}: unsupported schema {quote(report['schema'])}; expected {SCHEMA!r}")
     settings = _check_settings(report.get("settings"), source)
     records = report.get("records")
     if not isinstance(records, list):
@@ -105,7 +101,8 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
             raise InputError(f"{where} is not an object")
         ok = rec.get("correct")
         if ok is not None and not isinstance(ok, bool):
-            raise InputError(f"{where}: 'correct' must be true, false or null, got {ok!r}")
+            raise InputError(f"{where}: 'correct' must be true, false or null, got {quote(ok)}")
+        _check_correct(rec, ok, where)
         labelled[i], correct[i] = ok is not None, ok is True
         clean = rec.get("clean_prediction")
         if clean is not None and (not isinstance(clean, int) or isinstance(clean, bool)):
@@ -128,6 +125,26 @@ def parse_report(report: Any, source: str = "report") -> ReportData:
                       clean_correct if clean_known else None)
 
 
+def _check_correct(rec: Mapping, ok: bool | None, where: str) -> None:
+    """``correct`` is derived data: it must be what the record's label and prediction say (null
+    when the label is). A report edited by hand, or corrupted, is refused rather than trusted:
+    certified accuracy counts ``correct``."""
+    for key in ("label", "prediction"):
+        if key not in rec:
+            raise InputError(f"{where} has no {key!r}")
+    label, prediction = rec["label"], rec["prediction"]
+    if isinstance(prediction, bool) or not isinstance(prediction, int):
+        raise InputError(f"{where}: 'prediction' must be a class index, got {quote(prediction)}")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+        raise InputError(f"{where}: 'label' must be a class index or null, got {quote(label)}")
+    expected = None if label is None else label == prediction
+    if ok != expected:
+        raise InputError(f"{where} says correct={quote(ok).lower().replace('none', 'null')} but its label "
+                         f"{'null' if label is None else label} and prediction {prediction} say "
+                         f"{'null' if expected is None else str(expected).lower()}; the report was edited or is "
+                         "corrupt")
+
+
 def _check_settings(settings: Any, source: str) -> Mapping:
     if not isinstance(settings, Mapping):
         raise InputError(f"{source}: 'settings' must be an object")
@@ -144,14 +161,14 @@ def _check_settings(settings: Any, source: str) -> Mapping:
         raise InputError(f"{source}: settings.thresholds must be an object")
     for m in settings["measures"]:
         if not isinstance(thresholds.get(m), list):
-            raise InputError(f"{source}: settings.thresholds has no list for measure {m!r}")
+            raise InputError(f"{source}: settings.thresholds has no list for measure {quote(m)}")
         for c in thresholds[m]:
             _number(c, f"{source}: settings.thresholds.{m}")
     if not isinstance(settings["radii"], list):
         raise InputError(f"{source}: settings.radii must be a list")
     for r in settings["radii"]:
         if _number(r, f"{source}: settings.radii") < 0:
-            raise InputError(f"{source}: settings.radii must be >= 0, got {r!r}")
+            raise InputError(f"{source}: settings.radii must be >= 0, got {quote(r)}")
     return settings
 
 
@@ -190,7 +207,7 @@ def _radius(value: Any, what: str) -> float:
     if value == "inf":
         return math.inf
     if _number(value, what) < 0:
-        raise InputError(f"{what} must be >= 0, null or \"inf\", got {value!r}")
+        raise InputError(f"{what} must be >= 0, null or \"inf\", got {quote(value)}")
     return float(value)
 
 
@@ -203,13 +220,13 @@ def radius_column(data: ReportData, measure: str, method: str, threshold: float 
     if measure == LABEL:
         return data.label_radius
     if measure not in data.measures:
-        raise ConfigError(f"{data.source}: measure {measure!r} is not in the report "
+        raise ConfigError(f"{data.source}: measure {quote(measure)} is not in the report "
                           f"(it has: {', '.join(data.measures + (LABEL,))})")
     if method not in data.methods:
-        raise ConfigError(f"{data.source}: method {method!r} is not in the report (it has: {', '.join(data.methods)})")
+        raise ConfigError(f"{data.source}: method {quote(method)} is not in the report (it has: {', '.join(data.methods)})")
     thresholds = data.thresholds(measure)
     for j, c in enumerate(thresholds):
         if threshold is not None and math.isclose(c, threshold, rel_tol=0, abs_tol=1e-9):
             return data.radius[measure, method][:, j]
-    raise ConfigError(f"{data.source}: threshold {threshold!r} is not one of the report's {measure} thresholds "
+    raise ConfigError(f"{data.source}: threshold {quote(threshold)} is not one of the report's {measure} thresholds "
                       f"({', '.join(f'{c:g}' for c in thresholds)})")
