@@ -18,9 +18,9 @@ ReportArg = Annotated[Path, typer.Argument(help="A report written by `onnxcert r
 def summary_cmd(
     reports: Annotated[List[Path], typer.Argument(help="One or more REPORT.json, shown side by side (two models, or one model at two sigmas).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="rich (terminal tables) | markdown | latex (booktabs) | csv | json.")] = "rich",
-    radii: Annotated[Optional[str], typer.Option("--radii", help="Comma-separated L2 radii for the columns; any radius works (exact radii are in the records). \\[default: the reports' radii]")] = None,
-    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to show. \\[default: all in the report]")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to show. \\[default: all in the report; with --by-class, cdf-bj]")] = None,
+    radii: Annotated[Optional[str], typer.Option("--radii", help="Comma-separated L2 radii for the columns; any radius works (exact radii are in the records). [default: the reports' radii]")] = None,
+    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to show. [default: all in the report]")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to show. [default: all in the report; with --by-class, cdf-bj]")] = None,
     by_class: Annotated[bool, typer.Option("--by-class", help="Per class (by label; by predicted class without labels): inputs, smoothed and clean accuracy, abstain rate, and certified accuracy for the label certificate and every threshold.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Two reports A B: both, and B - A, for every certificate they share. Refused when their inputs, sigma, n or alpha differ (see --allow-mismatch).")] = False,
     allow_mismatch: AllowMismatch = False,
@@ -65,7 +65,7 @@ def report_cmd(
     reports: Annotated[List[Path], typer.Argument(help="One or more REPORT.json: one page, reports side by side (e.g. one per sigma).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The page: .html or .htm.")] = Path("onnxcert-report.html"),
     rules: Annotated[Optional[Path], typer.Option("--rules", help="Gate rules (YAML, as for `onnxcert gate --rules`): their result heads the page. Gating is onnxcert gate's job: this never changes the exit code.")] = None,
-    title: Annotated[Optional[str], typer.Option("--title", help="The page's title. \\[default: the reports' model names and sigmas]")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="The page's title. [default: the reports' model names and sigmas]")] = None,
 ) -> None:
     """One self-contained HTML page (no network: inline CSS and SVG, images as data: URIs): settings
     and provenance (with the command line and config), summary tables with intervals, Figures 5
@@ -85,15 +85,15 @@ def report_cmd(
 def plot_cmd(
     reports: Annotated[List[Path], typer.Argument(help="One or more REPORT.json; several are overlaid (e.g. one per sigma), a panel per measure and threshold.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Figure file: .png, .svg or .pdf by suffix.")] = Path("curves.png"),
-    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to draw. \\[default: all in the report]")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to draw. \\[default: cdf-bj and naive, as the paper's CDF and baseline]")] = None,
-    thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="Comma-separated thresholds c to draw (for each measure, those it has). \\[default: all]")] = None,
+    measures: Annotated[Optional[str], typer.Option("--measures", help="Comma-separated measures to draw. [default: all in the report]")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated methods to draw. [default: cdf-bj and naive, as the paper's CDF and baseline]")] = None,
+    thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="Comma-separated thresholds c to draw (for each measure, those it has). [default: all]")] = None,
     size: Annotated[str, typer.Option("--size", help="full: panels side by side, for screens and slides. column: 3.4 inches wide, panels stacked, small type, for one column of a paper.")] = "full",
-    max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. \\[default: just past the largest certified radius]")] = None,
+    max_radius: Annotated[Optional[float], typer.Option("--max-radius", help="Right end of the radius axis. [default: just past the largest certified radius]")] = None,
 ) -> None:
     """Certified accuracy vs L2 radius as exact step curves (Kumar et al. 2020, Figure 5), and for
     one report the prediction score vs the label certificate's radius (Figure 3). Needs matplotlib:
-    pip install 'onnxcert\\[plot]'."""
+    pip install 'onnxcert[plot]'."""
     from ..files import check_writable
     from ..plot import plot
 
@@ -108,8 +108,8 @@ def plot_cmd(
 @handle_errors
 def gate_cmd(
     report: ReportArg,
-    measure: Annotated[Optional[str], typer.Option("--measure", help="score | margin | label (the label certificate). \\[default: score]")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="naive | cdf-dkw | cdf-bj. \\[default: cdf-bj]")] = None,
+    measure: Annotated[Optional[str], typer.Option("--measure", help="score | margin | label (the label certificate). [default: score]")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="naive | cdf-dkw | cdf-bj. [default: cdf-bj]")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Threshold c: one of the report's thresholds for the measure.")] = None,
     radius: Annotated[Optional[float], typer.Option("--radius", help="L2 radius r in [0, 1] pixel space; any value (exact radii are in the records).")] = None,
     min_accuracy: Annotated[Optional[float], typer.Option("--min-accuracy", help="Bar: certified accuracy at (c, r) must be >= this.")] = None,
