@@ -341,6 +341,12 @@ def stop_on_signals(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) ->
             signal.signal(s, h)
 
 
+def band_algorithm() -> str:
+    """The cdf-bj band's algorithm version: records certified with another one may not be mixed in."""
+    from .stats.berk_jones import ALGORITHM
+    return ALGORITHM
+
+
 def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
     """What decides a run's records; a journal may only be resumed by a run with the same.
     ``provider``: the execution provider that computes the records, when not the setup's own
@@ -352,6 +358,7 @@ def run_identity(setup: RunSetup, provider: str | None = None) -> dict:
         "model": {"sha256": clf.info.sha256, "input": clf.input.name, "output": clf.output.name},
         "runtime": {"provider": provider or clf.provider},  # a GPU may compute (and draw noise) differently
         "noise_generator": noise_generator(False),  # the host noise changed in issue 17
+        **({"band_algorithm": band_algorithm()} if "cdf-bj" in cfg.settings.methods else {}),
         "settings": cfg.settings.to_dict(),
         "preprocess": asdict(cfg.preprocess),
         "classes": None if cfg.model.classes is None else list(cfg.model.classes),

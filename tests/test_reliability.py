@@ -218,6 +218,21 @@ def test_resume_refuses_a_journal_drawn_with_another_noise_generator(tmp_path, c
         in error_line(res)
 
 
+def test_resume_refuses_a_journal_certified_with_another_band_algorithm(tmp_path, case, monkeypatch):
+    # a journal whose cdf-bj records came from an older band calibration (issue 15, items 8-9)
+    model, inputs = case
+    bj = ("--n0", "10", "--n", "60", "--methods", "cdf-bj")
+    kill_after(monkeypatch, 2)
+    monkeypatch.setattr(pipeline, "band_algorithm", lambda: "bj1-old")
+    assert cli("run", model, inputs, "--sigma", 0.25, *bj, "-o", tmp_path / "r.json").exit_code == 130
+    monkeypatch.undo()
+    journal_before = (tmp_path / "r.jsonl").read_bytes()
+    res = cli("run", model, inputs, "--sigma", 0.25, *bj, "-o", tmp_path / "r.json", "--resume")
+    assert res.exit_code == 2, res.output
+    assert 'band_algorithm differs (journal "bj1-old", this run "bj2-' in error_line(res)
+    assert (tmp_path / "r.jsonl").read_bytes() == journal_before
+
+
 def _yaml(d: Path, text: str) -> Path:
     (d / "c.yaml").write_text(text)
     return d / "c.yaml"
