@@ -35,13 +35,16 @@ def test_a_line_every_few_seconds_with_rate_and_eta():
     assert lines[1] == "progress: 1/4 inputs, 2,000 samples, 200 samples/s, eta 10 s"
 
 
-def test_the_first_batch_estimates_a_long_run():
+def test_the_second_batch_estimates_a_long_run_without_the_warm_up():
     clock, lines = Clock(), []
     p = PlainProgress(250, 100_100, done=50, lines=False, long_after=60, echo=lines.append, clock=clock)
+    clock.t += 40
+    p.on_batch(1000)  # the first batch carries the warm-up: 25 samples/s would say 9 days
+    assert lines == []
     clock.t += 2
-    p.on_batch(1000)  # 500 samples/s: 200 inputs x 100,100 samples = 40,040 s
+    p.on_batch(1000)  # 500 samples/s after it: 42 s so far + 20,018,000 samples / 500 = 40,078 s
     assert lines == ["this run will take about 11 h 07 min (200 input(s) x 100,100 samples at 500 samples/s, "
-                     "from the first batch); --n, --limit and --skip make it shorter"]
+                     "measured after the first batch); --n, --limit and --skip make it shorter"]
     clock.t += 100
     p.on_batch(1000)
     assert len(lines) == 1  # once, and no periodic lines with lines=False
@@ -51,7 +54,9 @@ def test_a_short_run_gets_no_estimate():
     clock, lines = Clock(), []
     p = PlainProgress(3, 1000, long_after=60, every=1e9, echo=lines.append, clock=clock)
     clock.t += 0.5
-    p.on_batch(1000)
+    p.on_batch(500)
+    clock.t += 0.5
+    p.on_batch(500)
     assert lines == []
 
 
