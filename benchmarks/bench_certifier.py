@@ -22,6 +22,10 @@ import numpy as np
 import _common as C
 
 
+# the statistics' share targets: 1% on real networks (issue 7), 5% on the 8x8 sample model (issue 17)
+TARGETS = {"digits": 5.0}
+
+
 def end_to_end(m: C.BenchModel, count: int, n0: int, n: int) -> tuple[float, float]:
     """(total seconds, seconds in certify_samples) over ``count`` inputs, the real loop."""
     from onnxcert import pipeline
@@ -103,9 +107,10 @@ def main(argv=None) -> int:
     print(C.table(["model", "n0+n", "measured as", "s per input", "sampling s per input",
                    "statistics ms per input", "statistics % of total"], rows))
     print()
-    for row in rows:
-        verdict = "under" if row[6] < 1 else "over"
-        print(f"{row[0]}: statistics take {row[6]:.2f}% of the time per input ({verdict} the 1% target)")
+    for key, row in zip(names, rows):
+        target = TARGETS.get(key, 1.0)
+        verdict = "under" if row[6] < target else "over"
+        print(f"{row[0]}: statistics take {row[6]:.2f}% of the time per input ({verdict} the {target:g}% target)")
     return 0
 
 
