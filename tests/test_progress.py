@@ -83,3 +83,62 @@ def test_run_off_a_terminal_prints_plain_progress_and_the_estimate(tmp_path, mon
     quiet = cli("run", om.channel_means(tmp_path / "m.onnx"), tmp_path / "x.npy", "--sigma", "0.25", "--n", "200",
                 "-q", "-o", tmp_path / "q.json")
     assert "progress:" not in quiet.stderr and "will take" not in quiet.stderr
+
+
+def test_a_sequential_input_that_stops_early_gives_back_its_undrawn_samples():
+    """run --sequential: n0 + n per input is only the most an input takes. A finished input's
+    undrawn samples leave the work still to do, so the ETA does not wait for samples never drawn."""
+    clock, lines = Clock(), []
+    p = PlainProgress(4, 1000, every=5, long_after=1e9, echo=lines.append, clock=clock, drawn=lambda rec: rec)
+    clock.t += 4
+    p.on_batch(300)
+    assert p.on_record(300) == 700  # the first input stopped after 300 of its 1000 samples
+    clock.t += 1
+    p.on_batch(100)  # 400 samples in 5 s: 80/s; 4000 - 700 - 400 = 2900 left
+    assert lines == ["progress: 1/4 inputs, 400 samples, 80 samples/s, eta 36 s"]
+    assert p.on_record(1000) == 0  # an input that took every sample gives nothing back
+    plain = PlainProgress(4, 1000, echo=lines.append, clock=clock)
+    assert plain.on_record(object()) == 0 and plain.todo == 4000  # fixed-n runs: unchanged
+
+
+def test_a_sequential_run_estimates_at_most():
+    clock, lines = Clock(), []
+    p = PlainProgress(10, 100_100, lines=False, long_after=60, echo=lines.append, clock=clock,
+                      drawn=lambda rec: rec)
+    clock.t += 1
+    p.on_batch(1000)
+    clock.t += 2
+    p.on_batch(1000)
+    assert len(lines) == 1 and lines[0].startswith("this run will take at most about ")
+    assert "10 input(s) x at most 100,100 samples" in lines[0]
+
+
+def test_sequential_run_off_a_terminal_counts_the_samples_left(tmp_path, monkeypatch):
+    """End to end on the sample model: inputs stop early and the estimate says "at most" (the
+    arithmetic of what is left is tested above)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from onnxcert import progress
+    from tests.cli_helpers import cli
+
+    root = Path(__file__).resolve().parents[1]
+    images = tmp_path / "img"
+    for f in sorted((root / "sample_models" / "digits_test").rglob("*.png"))[::50][:6]:
+        (images / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, images / f.parent.name / f.name)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps([{"measure": "label", "radius": 0.1, "min_accuracy": 0.0}]))
+    monkeypatch.setattr(progress, "LONG_RUN_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    res = cli("run", root / "sample_models" / "digits_sigma0.25.onnx", images, "--n", "4000", "--n0", "50",
+              "--methods", "naive", "--gate", rules, "--sequential", "--no-dataset-stop", "--batch-size", "500",
+              "-o", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    drawn = [50 + r["samples"] for r in report["records"]]
+    assert min(drawn) < 4050  # some input stopped before n
+    lines = res.stderr.splitlines()
+    assert any(ln.startswith("onnxcert: this run will take at most about") for ln in lines)
+    assert any(ln.startswith("onnxcert: progress: ") for ln in lines)

@@ -233,8 +233,10 @@ def _progress(setup, quiet: bool, terminal: bool, done: int = 0):
         return
     from ..progress import PlainProgress
 
+    n0 = setup.config.settings.n0
+    drawn = (lambda rec: n0 + rec.sequential["samples"]) if setup.sequential is not None else None
     plain = PlainProgress(len(setup.inputs), setup.samples_per_input, done=done, lines=not terminal,
-                          echo=lambda line: typer.echo(f"onnxcert: {line}", err=True))
+                          echo=lambda line: typer.echo(f"onnxcert: {line}", err=True), drawn=drawn)
     if not terminal:
         yield plain.on_batch, plain.on_record
         return
@@ -260,4 +262,11 @@ def _progress(setup, quiet: bool, terminal: bool, done: int = 0):
         n_in = len(setup.inputs)
         t_in = bar.add_task("inputs", total=n_in, completed=done, unit="inputs")
         t_s = bar.add_task("samples", total=(n_in - done) * setup.samples_per_input, unit="samples")
-        yield on_batch, (lambda rec: bar.advance(t_in, 1))
+
+        def on_record(rec) -> None:
+            bar.advance(t_in, 1)
+            unused = plain.on_record(rec)  # a sequential input that stopped early: fewer samples to go
+            if unused:
+                bar.update(t_s, total=bar.tasks[t_s].total - unused)
+
+        yield on_batch, on_record
