@@ -344,3 +344,23 @@ def test_print_run_summary_never_fails_a_run():
     print_run_summary({"schema": "onnxcert.report/1", "settings": hand_report()["settings"], "records": []},
                       console=Console(file=buf))
     assert buf.getvalue() == "no summary: report: the report holds no records\n"
+
+
+def test_a_sequential_report_says_how_many_inputs_were_left_unevaluated(tmp_path):
+    """run --sequential with the dataset stop certifies only the inputs that settled the gate:
+    the summary must not read as if the accuracies covered the whole set (issue 12 leftover)."""
+    rep = hand_report()
+    rep["unevaluated"] = [5, 6, 7]
+    path = tmp_path / "seq.json"
+    path.write_text(json.dumps(rep))
+    s = summarize_report(parse_report(rep))
+    assert (s.count, s.unevaluated) == (5, 3)
+    table = runner.invoke(app, ["summary", str(path)])
+    assert table.exit_code == 0, table.output
+    assert "5 (+3 unevaluated)" in table.stdout
+    assert "3 input(s) unevaluated" in table.stdout and "over the evaluated inputs only" in table.stdout
+    out = json.loads(runner.invoke(app, ["summary", str(path), "-f", "json"]).stdout)["reports"][0]
+    assert out["unevaluated"] == 3 and out["count"] == 5
+    path.with_name("plain.json").write_text(json.dumps(hand_report()))
+    plain = runner.invoke(app, ["summary", str(path.with_name("plain.json"))])
+    assert "unevaluated" not in plain.stdout

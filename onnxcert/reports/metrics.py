@@ -188,6 +188,7 @@ class ReportSummary:
     label: Curve
     curves: tuple[Curve, ...] = field(default=())
     confidence: float = 0.95  # of the intervals beside certified accuracy
+    unevaluated: int = 0  # inputs a sequential run left out once its gate was decided (not in count)
 
     def curve(self, measure: str, method: str, threshold: float) -> Curve | None:
         for c in self.curves:
@@ -223,6 +224,7 @@ def summarize_report(data: ReportData, *, radii: Sequence[float] | None = None, 
         complete=bool(data.report.get("complete", True)), labelled=int(np.count_nonzero(data.labelled)),
         clean_accuracy=clean_accuracy(data), smoothed_accuracy=smoothed_accuracy(data),
         abstain_rate=abstain_rate(data), radii=radii, label=label, curves=tuple(curves), confidence=confidence,
+        unevaluated=len(data.report.get("unevaluated") or ()),
     )
 
 

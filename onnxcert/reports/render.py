@@ -39,6 +39,8 @@ def _overview_rows(summaries: Sequence[ReportSummary]) -> tuple[list[str], list[
     rows = []
     for s in summaries:
         inputs = f"{s.count}" if s.count == s.total and s.complete else f"{s.count}/{s.total} (incomplete)"
+        if s.unevaluated:
+            inputs += f" (+{s.unevaluated} unevaluated)"
         if s.labelled < s.count:
             inputs += f", {s.labelled} labelled"
         rows.append([s.name, s.model or "—", f"{s.sigma:g}", f"{s.alpha:g}", str(s.n), inputs,
@@ -107,6 +109,15 @@ def _no_labels_note(summaries: Sequence[ReportSummary]) -> str | None:
     if not names:
         return None
     return f"No labels in {', '.join(names)}: certified accuracy needs labels (shown as —); mean R covers every input."
+
+
+def _unevaluated_note(summaries: Sequence[ReportSummary]) -> str | None:
+    """A sequential run that stopped once its gate was decided: say what the accuracies are over."""
+    parts = [f"{s.name}: {s.unevaluated} input(s) unevaluated" for s in summaries if s.unevaluated]
+    if not parts:
+        return None
+    return (f"{'; '.join(parts)} (run --sequential stopped once its gate was decided). Accuracies here are over "
+            "the evaluated inputs only; `onnxcert gate` counts the unevaluated ones as not certified.")
 
 
 def _console(console):
@@ -227,7 +238,7 @@ def summary_blocks(summaries: Sequence[ReportSummary], intervals: bool = False) 
 def summary_notes(summaries: Sequence[ReportSummary], intervals: bool = False) -> list[str]:
     ci = (f"{_interval_tag(summaries[0])}: two-sided Clopper-Pearson interval for certified accuracy over the "
           "test set (its finite size), not the sampling noise that alpha covers.") if intervals else None
-    return [line for line in (_no_labels_note(summaries), DEFINITIONS, ci) if line]
+    return [line for line in (_no_labels_note(summaries), _unevaluated_note(summaries), DEFINITIONS, ci) if line]
 
 
 def render_rich(summaries: Sequence[ReportSummary], console=None, intervals: bool = False) -> None:
@@ -289,7 +300,8 @@ def to_json(summaries: Sequence[ReportSummary]) -> str:
             entry["inf_count"].append(c.inf_count)
         reports.append({
             "name": s.name, "source": s.source, "model": s.model, "sigma": s.sigma, "alpha": s.alpha, "n": s.n,
-            "n0": s.n0, "count": s.count, "total": s.total, "complete": s.complete, "labelled": s.labelled,
+            "n0": s.n0, "count": s.count, "total": s.total, "complete": s.complete, "unevaluated": s.unevaluated,
+            "labelled": s.labelled,
             "clean_accuracy": s.clean_accuracy, "smoothed_accuracy": s.smoothed_accuracy,
             "abstain_rate": s.abstain_rate,
             "label_certificate": curve(s.label), "confidence": conf,
