@@ -177,3 +177,18 @@ def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path, case, args, needle):
 def test_missing_sigma_is_a_clear_error(scores, tmp_path):
     res = run("certify-scores", scores, "-o", tmp_path / "r.json")
     assert res.exit_code == 2 and "sigma is required" in res.output
+
+
+def test_html_page_from_scores_and_its_path_checked_before_any_work(scores, tmp_path):
+    """certify-scores --html writes the same self-contained page as run --html (no thumbnails:
+    there are no images); a bad page path is refused before a report is written."""
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    res = run("certify-scores", scores, "--sigma", "0.25", "-o", out, "--html", tmp_path / "r.txt")
+    assert res.exit_code == 2 and "must end in .html" in res.output and not out.exists()
+    res = run("certify-scores", scores, "--sigma", "0.25", "-o", out, "--html", page, "-q")
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert "Label certificate" in html and "certify-scores" in html
+    res = run("certify-scores", scores, "--sigma", "0.25", "-o", tmp_path / "s.json", "--html", page, "-q")
+    assert res.exit_code == 2 and "exists; pass --force" in res.output

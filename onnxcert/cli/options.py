@@ -293,3 +293,15 @@ def model_layer_flags(classes: str | None, preprocess_from: Path | None) -> dict
 
         layer["model"] = {"classes": read_class_names(classes)}
     return layer
+
+
+def html_path(html: Path | None, force: bool) -> Path | None:
+    """--html, checked before any work: an .html/.htm path, not overwritten without --force."""
+    if html is None:
+        return None
+    from ..reports.html import check_output
+
+    path = check_output(html)
+    if path.exists() and not force:
+        raise InputError(f"{str(path)!r} exists; pass --force to overwrite it")
+    return path

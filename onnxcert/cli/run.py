@@ -18,7 +18,7 @@ import typer
 
 from ..errors import ConfigError, InputError
 from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force,
-                      GateRules, GpusPerWorker, Html, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh,
+                      GateRules, GpusPerWorker, Html, html_path, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh,
                       Measures, Methods, N, N0, NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii,
                       RayAddress, Resume, ScoreTh, Seed, Sequential, Sigma, Skip, StrictInputs, Threads, Workers, app,
                       command_line, handle_errors, input_options, model_layer_flags, output_paths, print_summary,
@@ -74,7 +74,7 @@ def run_cmd(
                    margin_thresholds, radii, output_kind)
     names = cli_layer(input_name=input_name, output_name=output_name)
     paths = output_paths(output, force)
-    page = _html_path(html, force)
+    page = html_path(html, force)
     journal = _journal(paths[0], resume, force)
     rules = _rules(gate, junit)
     if sequential and not rules:
@@ -186,18 +186,6 @@ def _gate(report: dict, rules, source: str, junit: Path | None):
     if junit is not None:
         write_junit(result, junit)
     return result
-
-
-def _html_path(html: Path | None, force: bool) -> Path | None:
-    """--html, checked before any work: an .html/.htm path, not overwritten without --force."""
-    if html is None:
-        return None
-    from ..reports.html import check_output
-
-    path = check_output(html)
-    if path.exists() and not force:
-        raise InputError(f"{str(path)!r} exists; pass --force to overwrite it")
-    return path
 
 
 def _print_mapping(setup) -> None:

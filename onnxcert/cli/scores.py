@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .options import (Alpha, BatchSize, ConfigOpt, Force, MarginTh, Measures, Methods, N, N0, Output, OutputKind,
+from .options import (Alpha, BatchSize, ConfigOpt, Force, Html, MarginTh, Measures, Methods, N, N0, Output, OutputKind,
                       Quiet, Radii, ScoreTh, Seed, Sigma, app, command_line, handle_errors, output_paths,
-                      print_summary, setting_flags, setup_logging)
+                      html_path, print_summary, setting_flags, setup_logging)
 
 
 @app.command("certify-scores")
@@ -21,7 +21,7 @@ def certify_scores_cmd(
     seed: Seed = None, measures: Measures = None, methods: Methods = None,
     score_thresholds: ScoreTh = None, margin_thresholds: MarginTh = None, radii: Radii = None,
     config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None,
-    force: Force = False, quiet: Quiet = False,
+    force: Force = False, quiet: Quiet = False, html: Html = None,
 ) -> None:
     """Certify from score matrices computed elsewhere (no model). n and n0 default to the arrays."""
     from ..config import config_sections, load_yaml, resolve
@@ -32,6 +32,7 @@ def certify_scores_cmd(
     flags = setting_flags(sigma, alpha, n0, n, batch_size, seed, measures, methods, score_thresholds,
                    margin_thresholds, radii, output_kind)
     paths = output_paths(output, force)
+    page = html_path(html, force)
     arrays = load_scores(scores)
     cfg = resolve(cli=flags, file=load_yaml(config) if config else None, shape=scores_shape_layer(arrays))
     result = certify_scores(arrays, cfg.settings, output_kind=cfg.model.output_kind, command=command_line(ctx),
@@ -40,3 +41,9 @@ def certify_scores_cmd(
     if not quiet:
         print_summary(result.report)
         typer.echo(f"wrote {', '.join(str(p) for p in paths)}", err=True)
+    if page is not None:
+        from ..reports.html import Source, write_html
+
+        write_html(page, [Source(result.report, str(paths[0]))])
+        if not quiet:
+            typer.echo(f"wrote {page}", err=True)
