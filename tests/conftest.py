@@ -1,10 +1,15 @@
-"""Shared test setup: a private cache for calibrated bands, so tests never depend on ~/.cache."""
+"""Shared test setup: a private cache for calibrated bands, so tests never depend on ~/.cache, and
+a small image folder from the sample model's test set."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
+
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_models" / "digits_test"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -16,3 +21,13 @@ def _private_band_cache(tmp_path_factory):
         os.environ.pop("ONNXCERT_CACHE_DIR", None)
     else:
         os.environ["ONNXCERT_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def digits12(tmp_path_factory):
+    """12 of the sample model's test images, spread over the classes, in label sub-folders."""
+    root = tmp_path_factory.mktemp("digits12")
+    for f in sorted(SAMPLE_IMAGES.rglob("*.png"))[::21][:12]:
+        (root / f.parent.name).mkdir(exist_ok=True)
+        shutil.copy(f, root / f.parent.name / f.name)
+    return root

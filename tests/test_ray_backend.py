@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,6 @@ from onnxcert.ray_backend import RayBackend, RayOptions, Worker, chunk_size, imp
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "sample_models" / "digits_sigma0.25.onnx"
-IMAGES = ROOT / "sample_models" / "digits_test"
 FAST = ("--n", "500", "--n0", "50", "--methods", "naive,cdf-dkw")
 SMOOTHING = {"smoothing": {"n": 500, "n0": 50}, "certify": {"methods": ["naive", "cdf-dkw"]}}
 
@@ -40,27 +38,17 @@ def ray_session():
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """12 of the sample test images, spread over the classes, in label sub-folders."""
-    root = tmp_path_factory.mktemp("digits12")
-    for f in sorted(IMAGES.rglob("*.png"))[::21][:12]:
-        (root / f.parent.name).mkdir(exist_ok=True)
-        shutil.copy(f, root / f.parent.name / f.name)
-    return root
-
-
-@pytest.fixture(scope="module")
-def local(images, tmp_path_factory):
+def local(digits12, tmp_path_factory):
     """The local backend's report, CSV and journal: the reference."""
     out = tmp_path_factory.mktemp("local")
-    res = cli("run", MODEL, images, *FAST, "-o", out / "r.json", "-o", out / "r.csv", "-q")
+    res = cli("run", MODEL, digits12, *FAST, "-o", out / "r.json", "-o", out / "r.csv", "-q")
     assert res.exit_code == 0, res.output
     return out
 
 
 @pytest.fixture(scope="module")
-def setup(images):
-    return pipeline.prepare(MODEL, images, cli=SMOOTHING, device="cpu")
+def setup(digits12):
+    return pipeline.prepare(MODEL, digits12, cli=SMOOTHING, device="cpu")
 
 
 def _records(path):
@@ -91,8 +79,8 @@ def _dying_worker(marker: Path, index: int, once: bool = True):
 # ---------------------------------------------------------------- same report as local
 
 
-def test_cli_report_csv_and_journal_equal_local(ray_session, images, local, tmp_path):
-    res = cli("run", MODEL, images, *FAST, "--backend", "ray", "--workers", "2",
+def test_cli_report_csv_and_journal_equal_local(ray_session, digits12, local, tmp_path):
+    res = cli("run", MODEL, digits12, *FAST, "--backend", "ray", "--workers", "2",
               "-o", tmp_path / "r.json", "-o", tmp_path / "r.csv", "-q")
     assert res.exit_code == 0, res.output
     ours = _records(tmp_path / "r.json")
@@ -106,12 +94,12 @@ def test_cli_report_csv_and_journal_equal_local(ray_session, images, local, tmp_
     assert report["summary"] == json.loads((local / "r.json").read_text())["summary"]
 
 
-def test_resume_a_local_journal_on_ray(ray_session, images, local, tmp_path):
+def test_resume_a_local_journal_on_ray(ray_session, digits12, local, tmp_path):
     """A run that lost its driver after 5 inputs continues on Ray from the JSONL."""
     lines = (local / "r.jsonl").read_text().splitlines(keepends=True)
     kept = [ln for ln in lines if '"record"' not in ln] + [ln for ln in lines if '"record"' in ln][:5]
     (tmp_path / "r.jsonl").write_text("".join(kept))
-    res = cli("run", MODEL, images, *FAST, "--backend", "ray", "--workers", "2", "--resume",
+    res = cli("run", MODEL, digits12, *FAST, "--backend", "ray", "--workers", "2", "--resume",
               "-o", tmp_path / "r.json", "-q")
     assert res.exit_code == 0, res.output
     assert _records(tmp_path / "r.json") == _records(local / "r.json")
@@ -163,10 +151,10 @@ def test_a_workers_onnxcert_error_reaches_the_driver_as_itself(ray_session, setu
 # ---------------------------------------------------------------- no ray in the local path, options
 
 
-def test_local_run_never_imports_ray(images, tmp_path):
+def test_local_run_never_imports_ray(digits12, tmp_path):
     code = ("import sys; from typer.testing import CliRunner; "
             "from onnxcert.cli import app; "
-            f"res = CliRunner().invoke(app, ['run', {str(MODEL)!r}, {str(images)!r}, '--n', '100', '--n0', '20', "
+            f"res = CliRunner().invoke(app, ['run', {str(MODEL)!r}, {str(digits12)!r}, '--n', '100', '--n0', '20', "
             f"'-o', {str(tmp_path / 'r.json')!r}, '-q']); "
             "assert res.exit_code == 0, res.output; "
             "assert 'ray' not in sys.modules, 'the local backend imported ray'")
@@ -174,11 +162,11 @@ def test_local_run_never_imports_ray(images, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_missing_ray_is_a_dependency_error_with_the_hint(monkeypatch, images, tmp_path):
+def test_missing_ray_is_a_dependency_error_with_the_hint(monkeypatch, digits12, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(DependencyError, match=r"pip install 'onnxcert\[ray\]'"):
         import_ray()
-    res = cli("run", MODEL, images, "--backend", "ray", "-o", tmp_path / "r.json")
+    res = cli("run", MODEL, digits12, "--backend", "ray", "-o", tmp_path / "r.json")
     assert res.exit_code == 2
     assert "onnxcert: error: ray is not installed: pip install 'onnxcert[ray]'" in res.output
     assert not (tmp_path / "r.jsonl").exists()
@@ -191,9 +179,9 @@ def test_missing_ray_is_a_dependency_error_with_the_hint(monkeypatch, images, tm
     (("--backend", "ray", "--num-gpus-per-worker", "1.5"), "a fraction in [0, 1] or a whole number of GPUs, got 1.5"),
     (("--backend", "ray", "--device", "cuda"), "--device cuda with --backend ray needs --num-gpus-per-worker > 0"),
 ])
-def test_bad_backend_options_are_one_line_exit_2(images, tmp_path, args, message):
+def test_bad_backend_options_are_one_line_exit_2(digits12, tmp_path, args, message):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'onnxcert[ray]')")
-    res = cli("run", MODEL, images, *args, "-o", tmp_path / "r.json")
+    res = cli("run", MODEL, digits12, *args, "-o", tmp_path / "r.json")
     assert res.exit_code == 2, res.output
     assert message in res.output
 

@@ -7,7 +7,6 @@ The statistics (validity at the stopping look) are tested in test_sequential_sta
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,24 +37,14 @@ def load(path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    """12 of the sample test images, spread over the classes, in label sub-folders."""
-    root = tmp_path_factory.mktemp("digits12")
-    for f in sorted(IMAGES.rglob("*.png"))[::21][:12]:
-        (root / f.parent.name).mkdir(exist_ok=True)
-        shutil.copy(f, root / f.parent.name / f.name)
-    return root
-
-
-@pytest.fixture(scope="module")
 def rules(tmp_path_factory):
     path = tmp_path_factory.mktemp("rules") / "rules.yaml"
     path.write_text(json.dumps(RULES))
     return path
 
 
-def run(images, out, *extra):
-    return cli("run", MODEL, images, *FAST, "-o", out, *extra)
+def run(digits12, out, *extra):
+    return cli("run", MODEL, digits12, *FAST, "-o", out, *extra)
 
 
 # ---------------------------------------------------------------- the sampler: draws in any split
@@ -99,8 +88,8 @@ def test_device_path_draws_equal_one_draw(tmp_path):
 # ---------------------------------------------------------------- the report
 
 
-def test_sequential_report_holds_the_plan_and_each_inputs_samples_and_decisions(images, rules, tmp_path):
-    res = run(images, tmp_path / "r.json", "--gate", rules, "--sequential", "--no-dataset-stop")
+def test_sequential_report_holds_the_plan_and_each_inputs_samples_and_decisions(digits12, rules, tmp_path):
+    res = run(digits12, tmp_path / "r.json", "--gate", rules, "--sequential", "--no-dataset-stop")
     assert res.exit_code in (0, 1), res.output
     report = load(tmp_path / "r.json")
     seq = report["settings"]["sequential"]
@@ -120,8 +109,8 @@ def test_sequential_report_holds_the_plan_and_each_inputs_samples_and_decisions(
     assert "gate " in res.output
 
 
-def test_without_sequential_the_report_is_unchanged(images, rules, tmp_path):
-    res = run(images, tmp_path / "r.json", "--gate", rules)
+def test_without_sequential_the_report_is_unchanged(digits12, rules, tmp_path):
+    res = run(digits12, tmp_path / "r.json", "--gate", rules)
     assert res.exit_code in (0, 1), res.output
     report = load(tmp_path / "r.json")
     assert "unevaluated" not in report and "sequential" not in report["settings"]
@@ -130,13 +119,13 @@ def test_without_sequential_the_report_is_unchanged(images, rules, tmp_path):
     assert "decided early" not in res.output
 
 
-def test_one_look_gives_the_fixed_run_exactly(images, tmp_path):
+def test_one_look_gives_the_fixed_run_exactly(digits12, tmp_path):
     """n <= 1000: one look at alpha / 1; the records are the fixed run's plus the new keys."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(json.dumps(RULES))
     args = ("--n", "600", "--n0", "50", "--methods", "naive,cdf-dkw", "--score-thresholds", "0.5,0.7", "-q")
-    assert cli("run", MODEL, images, *args, "-o", tmp_path / "f.json").exit_code == 0
-    res = cli("run", MODEL, images, *args, "-o", tmp_path / "s.json", "--gate", rules, "--sequential",
+    assert cli("run", MODEL, digits12, *args, "-o", tmp_path / "f.json").exit_code == 0
+    res = cli("run", MODEL, digits12, *args, "-o", tmp_path / "s.json", "--gate", rules, "--sequential",
               "--no-dataset-stop")
     assert res.exit_code in (0, 1), res.output
     fixed, seq = load(tmp_path / "f.json")["records"], load(tmp_path / "s.json")["records"]
@@ -148,8 +137,8 @@ def test_one_look_gives_the_fixed_run_exactly(images, tmp_path):
     (("--sequential",), "--sequential needs --gate RULES.yaml"),
     (("--no-dataset-stop",), "--no-dataset-stop only applies with --sequential"),
 ])
-def test_bad_sequential_flags_are_one_line_exit_2(images, tmp_path, args, message):
-    res = run(images, tmp_path / "r.json", *args)
+def test_bad_sequential_flags_are_one_line_exit_2(digits12, tmp_path, args, message):
+    res = run(digits12, tmp_path / "r.json", *args)
     assert res.exit_code == 2 and message in error_line(res)
     assert not (tmp_path / "r.json").exists()
 
@@ -157,12 +146,12 @@ def test_bad_sequential_flags_are_one_line_exit_2(images, tmp_path, args, messag
 # ---------------------------------------------------------------- the dataset-level stop
 
 
-def test_dataset_stop_gives_the_full_runs_verdict_and_lists_the_rest(images, tmp_path):
+def test_dataset_stop_gives_the_full_runs_verdict_and_lists_the_rest(digits12, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(json.dumps([{"measure": "label", "radius": 0.25, "min_accuracy": 0.25},
                                  {"max_abstain_rate": 0.9}]))
-    full = run(images, tmp_path / "full.json", "--gate", rules, "--sequential", "--no-dataset-stop")
-    early = run(images, tmp_path / "early.json", "--gate", rules, "--sequential")
+    full = run(digits12, tmp_path / "full.json", "--gate", rules, "--sequential", "--no-dataset-stop")
+    early = run(digits12, tmp_path / "early.json", "--gate", rules, "--sequential")
     assert full.exit_code == early.exit_code == 0, early.output
     report = load(tmp_path / "early.json")
     m = len(report["records"])
@@ -175,11 +164,11 @@ def test_dataset_stop_gives_the_full_runs_verdict_and_lists_the_rest(images, tmp
     assert again.exit_code == 0 and "decided early" in again.output, again.output
 
 
-def test_dataset_stop_on_a_failing_gate(images, tmp_path):
+def test_dataset_stop_on_a_failing_gate(digits12, tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(json.dumps([{"measure": "label", "radius": 0.5, "min_accuracy": 0.99}]))
-    full = run(images, tmp_path / "full.json", "--gate", rules, "--sequential", "--no-dataset-stop")
-    early = run(images, tmp_path / "early.json", "--gate", rules, "--sequential")
+    full = run(digits12, tmp_path / "full.json", "--gate", rules, "--sequential", "--no-dataset-stop")
+    early = run(digits12, tmp_path / "early.json", "--gate", rules, "--sequential")
     assert full.exit_code == early.exit_code == 1, early.output
     assert load(tmp_path / "early.json")["unevaluated"]  # one miss already settles 0.99 of 12
 
@@ -230,8 +219,8 @@ def test_rules_become_cells():
     assert run.to_last_look and run.plan.looks == (1000, 2000, 4000, 8000, 10000)
 
 
-def test_gate_counts_unevaluated_inputs_as_not_certified(images, rules, tmp_path):
-    res = run(images, tmp_path / "r.json", "--gate", rules, "--sequential", "--no-dataset-stop")
+def test_gate_counts_unevaluated_inputs_as_not_certified(digits12, rules, tmp_path):
+    res = run(digits12, tmp_path / "r.json", "--gate", rules, "--sequential", "--no-dataset-stop")
     report = load(tmp_path / "r.json")
     base = evaluate_rules(report, load_rules(rules))
     acc = base.checks[1].measured
@@ -244,49 +233,49 @@ def test_gate_counts_unevaluated_inputs_as_not_certified(images, rules, tmp_path
 # ---------------------------------------------------------------- resume and Ray
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(images, rules, tmp_path, monkeypatch):
+def test_interrupted_then_resumed_equals_uninterrupted(digits12, rules, tmp_path, monkeypatch):
     args = ("--gate", rules, "--sequential", "--no-dataset-stop")
-    whole = run(images, tmp_path / "a.json", *args)
+    whole = run(digits12, tmp_path / "a.json", *args)
     assert whole.exit_code in (0, 1), whole.output
     kill_after(monkeypatch, 5)
-    stopped = run(images, tmp_path / "b.json", *args)
+    stopped = run(digits12, tmp_path / "b.json", *args)
     assert stopped.exit_code == 130, stopped.output
     monkeypatch.undo()
-    resumed = run(images, tmp_path / "b.json", *args, "--resume")
+    resumed = run(digits12, tmp_path / "b.json", *args, "--resume")
     assert resumed.exit_code == whole.exit_code, resumed.output
     a, b = load(tmp_path / "a.json"), load(tmp_path / "b.json")
     assert b["records"] == a["records"] and b["settings"] == a["settings"]
     assert b["provenance"]["records_from_journal"] == 5
     # the journal of a fixed-n run cannot be resumed as a sequential one
-    res = run(images, tmp_path / "b.json", "--resume", "--force")
+    res = run(digits12, tmp_path / "b.json", "--resume", "--force")
     assert res.exit_code == 2 and "sequential" in error_line(res)
 
 
-def test_resume_with_dataset_stop_stops_where_the_first_run_would(images, tmp_path, monkeypatch):
+def test_resume_with_dataset_stop_stops_where_the_first_run_would(digits12, tmp_path, monkeypatch):
     rules = tmp_path / "rules.yaml"
     rules.write_text(json.dumps([{"measure": "label", "radius": 0.25, "min_accuracy": 0.5}]))
-    whole = run(images, tmp_path / "a.json", "--gate", rules, "--sequential")
+    whole = run(digits12, tmp_path / "a.json", "--gate", rules, "--sequential")
     kill_after(monkeypatch, 2)
-    assert run(images, tmp_path / "b.json", "--gate", rules, "--sequential").exit_code == 130
+    assert run(digits12, tmp_path / "b.json", "--gate", rules, "--sequential").exit_code == 130
     monkeypatch.undo()
-    resumed = run(images, tmp_path / "b.json", "--gate", rules, "--sequential", "--resume")
+    resumed = run(digits12, tmp_path / "b.json", "--gate", rules, "--sequential", "--resume")
     assert resumed.exit_code == whole.exit_code, resumed.output
     a, b = load(tmp_path / "a.json"), load(tmp_path / "b.json")
     assert b["records"] == a["records"] and b["unevaluated"] == a["unevaluated"]
 
 
 @pytest.mark.slow
-def test_ray_gives_the_local_records(images, rules, tmp_path):
+def test_ray_gives_the_local_records(digits12, rules, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'onnxcert[ray]')")
     import logging
 
     for stop in ("--no-dataset-stop", "--dataset-stop"):
-        local = run(images, tmp_path / f"l{stop}.json", "--gate", rules, "--sequential", stop)
+        local = run(digits12, tmp_path / f"l{stop}.json", "--gate", rules, "--sequential", stop)
         assert local.exit_code in (0, 1), local.output
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         for stop in ("--no-dataset-stop", "--dataset-stop"):
-            res = run(images, tmp_path / f"r{stop}.json", "--gate", rules, "--sequential", stop,
+            res = run(digits12, tmp_path / f"r{stop}.json", "--gate", rules, "--sequential", stop,
                       "--backend", "ray", "--workers", "2")
             assert res.exit_code in (0, 1), res.output
             a, b = load(tmp_path / f"l{stop}.json"), load(tmp_path / f"r{stop}.json")
