@@ -12,7 +12,7 @@ import numpy as np
 
 from .bands import DKWBand
 from .berk_jones import bj_band
-from .confidence import EmpiricalTail, SampleMean, cdf_bounds, naive_bounds
+from .confidence import SampleMean, SortedSamples, cdf_bounds, naive_bounds
 from .label import LabelCertificate, label_certificate
 from .measures import measure_range
 from .names import METHOD_DESCRIPTIONS, METHODS  # noqa: F401  (re-exported)
@@ -64,9 +64,9 @@ def certify_measure(
 ) -> dict[str, ConfidenceCertificate]:
     """Certified bounds and radii for one measure's n samples, for each method."""
     a, b = measure_range(measure)
-    # the sorted tail only when a CDF method uses it; naive needs the mean alone
+    # the sorted samples only when a CDF method uses them; naive needs the mean alone
     cdf = any(m != "naive" for m in methods)
-    tail = (EmpiricalTail if cdf else SampleMean).from_samples(values, a, b)
+    tail = (SortedSamples if cdf else SampleMean).from_samples(values, a, b)
     out = {}
     for method in methods:
         if method == "naive":

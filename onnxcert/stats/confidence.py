@@ -233,6 +233,48 @@ class EmpiricalTail:
         return cls(a, b, n, levels, starts, below, mean)
 
 
+@dataclass(frozen=True)
+class SortedSamples:
+    """A measure's n samples, clipped to [a, b] and sorted ascending, with their mean: what
+    ``cdf_bounds`` needs to run the level pass in count space (``_count_bounds``). Theorem 2's
+    terms, written per sample x_1 <= ... <= x_n (x_0 = a, x_{n+1} = b) rather than per distinct
+    value: E_k = x_{k+1} - x_k for k = 0..n; the lower bound's term k has width E_k and count
+    N = n - k (samples >= x_{k+1}), the upper bound's term k has width E_k and count M = k
+    (samples <= x_k). Ties give E_k = 0, terms that add nothing, so the distinct levels of
+    ``EmpiricalTail`` are exactly the k with E_k > 0."""
+
+    a: float
+    b: float
+    n: int
+    values: np.ndarray
+    mean: float
+
+    @classmethod
+    def from_samples(cls, values, a: float, b: float) -> "SortedSamples":
+        values = np.clip(np.asarray(values, dtype=np.float64), a, b)  # our copy: sorted in place
+        mean = float(values.mean()) if values.size else math.nan  # before sorting: EmpiricalTail's mean
+        values.sort()
+        return cls(float(a), float(b), values.size, values, mean)
+
+    def tail(self) -> EmpiricalTail:
+        """The same samples as an ``EmpiricalTail`` (the per-level path)."""
+        tail = EmpiricalTail.from_samples(self.values, self.a, self.b)
+        return EmpiricalTail(tail.a, tail.b, tail.n, tail.levels, tail.at_or_above, tail.at_or_below, self.mean)
+
+    def gaps_into(self, k0: int, k1: int, out: np.ndarray) -> np.ndarray:
+        """E_k = x_{k+1} - x_k for k = k0..k1-1 (x_0 = a, x_{n+1} = b) into ``out``: the same
+        doubles as the per-level widths ``np.diff(levels, prepend=a)`` where E_k > 0."""
+        x, n = self.values, self.n
+        lo, hi = max(k0, 1), min(k1, n)
+        if lo < hi:
+            np.subtract(x[lo:hi], x[lo - 1:hi - 1], out=out[lo - k0:hi - k0])
+        if k0 == 0:
+            out[0] = x[0] - self.a
+        if k1 == n + 1:
+            out[n - k0] = self.b - x[-1]
+        return out
+
+
 def _first_of_runs(new: np.ndarray) -> np.ndarray:
     """np.flatnonzero(new), as int32 when the size allows, made CHUNK_LEVELS at a time (memory:
     no int64 index array beside the sorted samples)."""
@@ -295,7 +337,7 @@ def naive_bounds(tail: EmpiricalTail | SampleMean, alpha: float, sigma: float) -
     return lower, upper
 
 
-def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, StepBound]:
+def cdf_bounds(tail: "EmpiricalTail | SortedSamples", band, sigma: float) -> tuple[StepBound, StepBound]:
     """Theorem 2 with a simultaneous band, every distinct sampled value a level.
 
     The levels go through the band and the merge CHUNK_LEVELS at a time (``_Merger``), so the
@@ -303,6 +345,11 @@ def cdf_bounds(tail: EmpiricalTail, band, sigma: float) -> tuple[StepBound, Step
     group is still reduced whole in one call, so the bounds are bit for bit those of
     ``StepBound.from_probabilities`` on the full arrays (tests/test_stats_tables.py checks it).
     """
+    if isinstance(tail, SortedSamples):
+        both = _count_bounds(tail, band, sigma)
+        if both is not None:
+            return both
+        tail = tail.tail()
     a, b, v, m = tail.a, tail.b, tail.levels, tail.levels.size
     table = _band_table(band)
     lower, upper = _Merger(a, -1, sigma), _Merger(a, +1, sigma)
@@ -485,6 +532,165 @@ def _band_table(band) -> _BandTable:
             _TABLES.pop(next(iter(_TABLES)))
         hit = _TABLES[key] = _BandTable(band)
     return hit
+
+
+def _count_bounds(s: SortedSamples, band, sigma: float) -> tuple[StepBound, StepBound] | None:
+    """``cdf_bounds`` in count space, or None where the per-level path must run instead.
+
+    The Jensen merge groups are runs of equal floor(z / MERGE_STEP), and z depends on a term's
+    count alone, monotonically (``_CountPlan``): so the groups are fixed ranges of k, the same for
+    every input of a band, and the merge is one reduceat per sum over the sorted samples (ties are
+    zero-width terms, which add nothing). Used only where both bounds merge (more than
+    MERGE_MIN_LEVELS kept levels); the terms, the groups and their order are those of the
+    per-level path, so only the order of additions inside a group differs (1e-16 relative)."""
+    if s.n <= MERGE_MIN_LEVELS or np.isnan(s.values[-1]):
+        return None
+    plan = _count_plan(band)
+    if plan is None or plan.band.n != s.n:
+        return None
+    # kept levels: the k < end with E_k > 0; all but at most ties + 2 of them (E_0 = 0 when
+    # x_1 = a, E_n = 0 when x_n = b, and one per tie)
+    ties = np.count_nonzero(s.values[1:] == s.values[:-1])
+    sides = (plan.lower, plan.upper)
+    if any(side.end - ties - 2 <= MERGE_MIN_LEVELS for side in sides):
+        return None  # a side may stay exact: the per-level path decides, per side
+    return tuple(side.bound(s, sigma) for side in sides)
+
+
+class _CountSide:
+    """One bound's merge groups in count space: terms k = 0..end-1 (those with p > 0), groups
+    starting at ``starts``. ``seg`` (rank bands): edges of the runs of k with one rank slot, and
+    each run's (p, q); None (DKW): p and q are per count, kept for all terms when n is at most
+    CACHED_COUNTS (``pq``), else computed a piece of about CHUNK counts at a time."""
+
+    CACHED_COUNTS = 1 << 18  # DKW: (p, q) per term kept up to this n (16 bytes a count a side)
+    CHUNK = 1 << 16  # counts per piece of the DKW sums above it (memory)
+
+    def __init__(self, band, sign: int, end: int, starts: np.ndarray, seg):
+        self.band, self.sign, self.end, self.starts, self.seg = band, sign, end, starts, seg
+        self.pq = self._pq(0, end) if seg is None and band.n <= self.CACHED_COUNTS else None
+        cut = np.unique(np.r_[np.searchsorted(starts, np.arange(0, end, self.CHUNK)), starts.size])
+        self.pieces = [(int(starts[lo]), end if hi == starts.size else int(starts[hi]), starts[lo:hi] - starts[lo])
+                       for lo, hi in zip(cut[:-1], cut[1:])]
+
+    def _pq(self, k0: int, k1: int):
+        """(p, q) of terms k0..k1-1 from the band, as the per-level path computes them."""
+        n = self.band.n
+        if self.sign < 0:
+            return self.band.lower(np.arange(n - k0, n - k1, -1, dtype=np.float64))
+        g, q = self.band.lower(np.arange(k0, k1, dtype=np.float64))
+        return q, g
+
+    def bound(self, s: SortedSamples, sigma: float) -> StepBound:
+        if self.seg is not None:
+            edges, p, q, at = self.seg
+            ends = s.values[np.clip(edges - 1, 0, s.n - 1)]  # x_e, with x_0 = a and x_{n+1} = b
+            ends[edges == 0], ends[edges == s.n + 1] = s.a, s.b
+            widths = np.diff(ends)
+            w = np.add.reduceat(widths, at)
+            wp, wq = np.add.reduceat(widths * p, at), np.add.reduceat(widths * q, at)
+        else:
+            parts = []
+            for k0, k1, at in self.pieces:
+                e, buf = _scratch(k1 - k0)
+                s.gaps_into(k0, k1, e)
+                p, q = (self.pq[0][k0:k1], self.pq[1][k0:k1]) if self.pq is not None else self._pq(k0, k1)
+                wp = np.add.reduceat(np.multiply(e, p, out=buf), at)
+                wq = np.add.reduceat(np.multiply(e, q, out=buf), at)
+                parts.append((np.add.reduceat(e, at), wp, wq))
+            w, wp, wq = _joined(parts)
+        keep = w > 0
+        w = w[keep]
+        return StepBound.build(s.a, w, phi_inv(wp[keep] / w, wq[keep] / w), self.sign, sigma)
+
+
+_SCRATCH: list[np.ndarray] = []
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 work arrays of ``size`` (at most _CountSide.CHUNK), reused between calls:
+    a fresh array of this size costs more in page faults than the arithmetic done in it."""
+    if not _SCRATCH or _SCRATCH[0].size < size:
+        _SCRATCH[:] = [np.empty(max(size, 1024)), np.empty(max(size, 1024))]
+    return _SCRATCH[0][:size], _SCRATCH[1][:size]
+
+
+class _CountPlan:
+    """A band's merge groups in count space (``_count_bounds``), made once per band by scanning
+    every count's z through the band's table, CHUNK_LEVELS counts at a time. ``lower`` and
+    ``upper`` are None where the count-space path does not apply: a band without a table, p > 0
+    not a prefix of the terms, or merge keys not monotone (then a key's levels need not be one run)."""
+
+    def __init__(self, band):
+        self.band = band
+        table = _band_table(band)
+        self.lower = self.upper = None
+        if table.low is None:
+            return
+        self.lower = self._side(table, -1)
+        self.upper = self._side(table, +1)
+
+    def _side(self, table, sign: int):
+        n = self.band.n
+        total = n if sign < 0 else n + 1
+        starts, edges, end, last_key, last_slot = [], [], total, None, None
+        for k0 in range(0, total, CHUNK_LEVELS):
+            k = np.arange(k0, min(k0 + CHUNK_LEVELS, total))
+            counts = n - k if sign < 0 else k
+            g, q, z = table.lower(counts) if sign < 0 else table.upper(counts)
+            p = g if sign < 0 else q
+            dead = np.flatnonzero(p <= 0)
+            if dead.size:
+                if np.any(p[dead[0]:] > 0):
+                    return None
+                end = k0 + int(dead[0])
+                k, z = k[:dead[0]], z[:dead[0]]
+            keys = np.divide(z, MERGE_STEP)
+            np.floor(keys, out=keys)
+            keys[~np.isfinite(z)] = np.inf
+            if keys.size:
+                prev = np.r_[keys[0] if last_key is None else last_key, keys[:-1]]
+                if np.any(keys > prev):
+                    return None
+                new = keys != prev
+                if last_key is None:
+                    new[0] = True
+                starts.append(k[new])
+                last_key = keys[-1]
+                if table.slot is not None:
+                    slot = table.slot[counts[:k.size]]
+                    prev_slot = np.r_[-1 if last_slot is None else last_slot, slot[:-1]]
+                    edges.append(k[slot != prev_slot])
+                    last_slot = slot[-1]
+            if end < total:
+                break
+        starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.intp)
+        if starts.size == 0:
+            return None
+        seg = None
+        if table.slot is not None:
+            edges = np.concatenate(edges)
+            slot = table.slot[n - edges if sign < 0 else edges]
+            p, q = (table.g[slot], table.q[slot]) if sign < 0 else (table.q[slot], table.g[slot])
+            at = np.searchsorted(edges, starts)
+            if not np.array_equal(edges[np.minimum(at, edges.size - 1)], starts):
+                return None  # a group starting inside a rank slot: z is not constant on slots
+            seg = (np.r_[edges, end], p, q, at)
+        return _CountSide(self.band, sign, end, starts, seg)
+
+
+_PLANS: dict[object, _CountPlan] = {}
+
+
+def _count_plan(band) -> _CountPlan | None:
+    """The band's count-space plan, kept like ``_band_table``; None when it does not apply."""
+    key = band if type(band) is DKWBand else id(band)
+    hit = _PLANS.get(key)
+    if hit is None or (key is not band and hit.band is not band):
+        while len(_PLANS) >= TABLES_KEPT:
+            _PLANS.pop(next(iter(_PLANS)))
+        hit = _PLANS[key] = _CountPlan(band)
+    return hit if hit.lower is not None and hit.upper is not None else None
 
 
 def exact_tail_bound(levels, tail_probs, a: float, sigma: float, tail_q=None) -> StepBound:
