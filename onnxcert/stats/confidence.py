@@ -144,17 +144,104 @@ class StepBound:
                 out[i] = float(r)
         return out
 
-    def _roots(self, c: np.ndarray, at_zero: float, grid: int = 8) -> np.ndarray:
+    def _roots(self, c: np.ndarray, at_zero: float) -> np.ndarray:
+        """For each c in ``c`` (at_zero >= c > limit): R with bound(R) >= c > bound(R'), R' - R
+        <= 1e-10 max(1, R). First ``_roots_secant`` (a few evaluations of the bound); where its
+        final check fails, the bracketing search ``_roots_bracketed``."""
+        r = self._roots_secant(c)
+        bad = np.isnan(r)
+        if bad.any():
+            r[bad] = self._roots_bracketed(c[bad], at_zero)
+        return r
+
+    def _upper_ends(self, c: np.ndarray) -> np.ndarray:
+        """For each c (> limit): a radius past which the bound is below c. Every finite term is
+        <= Phi(z_max - t), so at t_hi the bound is at most limit + W Phi(z_max - t_hi) < c."""
+        finite = np.isfinite(self.z)
+        frac = (c - self.limit()) / float(self.widths[finite].sum())
+        t_hi = self.z[finite].max() - special.ndtri(np.minimum(frac, 1.0)) + 1.0
+        return np.maximum(t_hi, 1e-12) * self.sigma
+
+    def _roots_secant(self, c: np.ndarray, bins: float = 0.1, grid: int = 48, tries: int = 3) -> np.ndarray:
+        """Roots of bound(R) = c from a few exact evaluations; NaN where the final check fails.
+
+        A surrogate of the bound, its finite terms pooled into intervals of z of width ``bins``
+        (width-weighted mean z, plus the second-order Taylor term of each pool's spread), gives a
+        start within ~1e-6 of the root: evaluated on ``grid`` radii, interpolated, then refined by
+        Newton steps on the surrogate itself. One Newton step on the exact bound (its value and
+        slope) follows. Then the check: with h = 2e-11 max(1, R), the exact bound at R - h is >= c
+        and at R + h is < c; where it fails, a secant step through those two values and the check
+        again, ``tries`` times in all. R - h is returned, so bound(R - h) >= c always holds, and it
+        is at most 4e-11 (relative above 1) below the exact root. The surrogate only chooses
+        where to evaluate: nothing it says is certified."""
+        out = np.full(c.size, np.nan)
+        finite = np.isfinite(self.z)
+        z, w = self.z[finite], self.widths[finite]
+        if z.size == 0:
+            return out
+        _, inv = np.unique(np.floor(z / bins), return_inverse=True)
+        wb = np.bincount(inv, w)
+        zb = np.bincount(inv, w * z) / wb
+        vb = np.bincount(inv, w * (z - zb[inv]) ** 2)
+        base = self.a + float(self.widths[~finite].sum())
+
+        def surrogate(radii):  # (value, slope) at each radius, for the radii as an array
+            x = zb + self.sign * np.asarray(radii)[..., None] / self.sigma
+            dens = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+            value = base + (special.ndtr(x) * wb - 0.5 * vb * x * dens).sum(-1)
+            slope = (dens * (wb - 0.5 * vb * (1.0 - x * x))).sum(-1) * self.sign / self.sigma
+            return value, slope
+
+        points = np.linspace(0.0, float(self._upper_ends(c).max()), grid)
+        values, _ = surrogate(points)
+        below = values[None, :] < c[:, None]
+        todo = np.flatnonzero(below.any(axis=1))
+        if todo.size == 0:
+            return out
+        c, below = c[todo], below[todo]
+        j = np.maximum(below.argmax(axis=1), 1)  # below at R = 0 (the surrogate is not exact): start there
+        r0, r1 = points[j - 1], points[j]
+        v0, v1 = values[j - 1] - c, values[j] - c
+        r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
+        for _ in range(3):  # Newton on the surrogate, kept inside its grid cell
+            v, slope = surrogate(r)
+            r = np.clip(r - (v - c) / np.where(slope < 0, slope, -np.inf), r0, r1)
+        f, slope = self._value_slope(r)
+        r = np.maximum(r - (f - c) / np.where(slope < 0, slope, -np.inf), 0.0)
+        left = np.arange(c.size)
+        for _ in range(tries):
+            h = 2e-11 * np.maximum(1.0, r)
+            lo, hi = np.maximum(r - h, 0.0), r + h
+            f = self._at_each(np.r_[lo, hi]) - np.r_[c, c]
+            f_lo, f_hi = f[:c.size], f[c.size:]
+            ok = (f_lo >= 0) & (f_hi < 0)
+            out[todo[left[ok]]] = lo[ok]
+            if ok.all():
+                break
+            moved = ~ok & (f_lo != f_hi)  # a secant step through the pair
+            left, c = left[moved], c[moved]
+            lo, hi, f_lo, f_hi = lo[moved], hi[moved], f_lo[moved], f_hi[moved]
+            r = np.maximum(lo + f_lo * (hi - lo) / (f_lo - f_hi), 0.0)
+            if left.size == 0:
+                break
+        return out
+
+    def _value_slope(self, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bound and its derivative in R at each radius (a guide for the search only)."""
+        x = self.z[None, :] + (self.sign * radii / self.sigma)[:, None]
+        value = self.a + special.ndtr(x) @ self.widths
+        x *= x
+        x *= -0.5
+        np.exp(x, out=x)
+        return value, (x @ self.widths) * (self.sign / (self.sigma * math.sqrt(2.0 * math.pi)))
+
+    def _roots_bracketed(self, c: np.ndarray, at_zero: float, grid: int = 8) -> np.ndarray:
         """For each c in ``c`` (at_zero >= c > limit): the largest R found with bound(R) >= c.
 
         The bound is evaluated at ``grid`` radii and at each c's own upper end in one call, which
         brackets every root; then Illinois regula falsi runs on all brackets at once, one
         evaluation of the bound at every unfinished bracket per step (``_largest_above``)."""
-        finite = np.isfinite(self.z)
-        frac = (c - self.limit()) / float(self.widths[finite].sum())
-        # every finite term is <= Phi(z_max - t): past t_hi the bound is below c
-        t_hi = self.z[finite].max() - special.ndtri(np.minimum(frac, 1.0)) + 1.0
-        ends = np.maximum(t_hi, 1e-12) * self.sigma
+        ends = self._upper_ends(c)
         points = np.r_[0.0, np.linspace(0.0, ends.max(), grid + 1)[1:], ends]
         values = np.r_[at_zero, self._at_each(points[1:])]
         order = np.argsort(points, kind="stable")
