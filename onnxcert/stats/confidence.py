@@ -162,38 +162,24 @@ class StepBound:
         t_hi = self.z[finite].max() - special.ndtri(np.minimum(frac, 1.0)) + 1.0
         return np.maximum(t_hi, 1e-12) * self.sigma
 
-    def _roots_secant(self, c: np.ndarray, bins: float = 0.1, grid: int = 48, tries: int = 3) -> np.ndarray:
-        """Roots of bound(R) = c from a few exact evaluations; NaN where the final check fails.
+    def _roots_secant(self, c: np.ndarray, bins: float = 0.05, grid: int = 16, tries: int = 3) -> np.ndarray:
+        """Roots of bound(R) = c from two exact evaluations each; NaN where the check fails.
 
-        A surrogate of the bound, its finite terms pooled into intervals of z of width ``bins``
-        (width-weighted mean z, plus the second-order Taylor term of each pool's spread), gives a
-        start within ~1e-6 of the root: evaluated on ``grid`` radii, interpolated, then refined by
-        Newton steps on the surrogate itself. One Newton step on the exact bound (its value and
-        slope) follows. Then the check: with h = 2e-11 max(1, R), the exact bound at R - h is >= c
-        and at R + h is < c; where it fails, a secant step through those two values and the check
-        again, ``tries`` times in all. R - h is returned, so bound(R - h) >= c always holds, and it
-        is at most 4e-11 (relative above 1) below the exact root. The surrogate only chooses
-        where to evaluate: nothing it says is certified."""
+        A surrogate of the bound pools its finite terms into intervals of z of width ``bins``:
+        each pool is one Phi at its width-weighted mean z plus the Taylor terms of its spread to
+        the fourth moment (``_Pools``). On the bounds of a run its root is within ~1e-12 of the
+        exact one. It is evaluated on ``grid`` radii, interpolated and refined by Newton steps
+        (on the surrogate alone). Then the check: with h = 2e-11 max(1, R), the exact bound at
+        R - h is >= c and at R + h is < c. Where it fails, a secant step through those two exact
+        values and the check again, ``tries`` checks in all. R - h is returned: bound(R - h) >= c
+        always holds, and R - h is at most 4e-11 (relative above 1) below the exact root. The
+        surrogate only chooses where to evaluate: nothing it says is certified."""
         out = np.full(c.size, np.nan)
-        finite = np.isfinite(self.z)
-        z, w = self.z[finite], self.widths[finite]
-        if z.size == 0:
+        pools = _Pools.of(self, bins)
+        if pools is None:
             return out
-        _, inv = np.unique(np.floor(z / bins), return_inverse=True)
-        wb = np.bincount(inv, w)
-        zb = np.bincount(inv, w * z) / wb
-        vb = np.bincount(inv, w * (z - zb[inv]) ** 2)
-        base = self.a + float(self.widths[~finite].sum())
-
-        def surrogate(radii):  # (value, slope) at each radius, for the radii as an array
-            x = zb + self.sign * np.asarray(radii)[..., None] / self.sigma
-            dens = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-            value = base + (special.ndtr(x) * wb - 0.5 * vb * x * dens).sum(-1)
-            slope = (dens * (wb - 0.5 * vb * (1.0 - x * x))).sum(-1) * self.sign / self.sigma
-            return value, slope
-
         points = np.linspace(0.0, float(self._upper_ends(c).max()), grid)
-        values, _ = surrogate(points)
+        values, _ = pools(points)
         below = values[None, :] < c[:, None]
         todo = np.flatnonzero(below.any(axis=1))
         if todo.size == 0:
@@ -203,11 +189,12 @@ class StepBound:
         r0, r1 = points[j - 1], points[j]
         v0, v1 = values[j - 1] - c, values[j] - c
         r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
-        for _ in range(3):  # Newton on the surrogate, kept inside its grid cell
-            v, slope = surrogate(r)
-            r = np.clip(r - (v - c) / np.where(slope < 0, slope, -np.inf), r0, r1)
-        f, slope = self._value_slope(r)
-        r = np.maximum(r - (f - c) / np.where(slope < 0, slope, -np.inf), 0.0)
+        for _ in range(6):  # Newton on the surrogate, inside its grid cell
+            v, slope = pools(r)
+            step = (v - c) / np.where(slope < 0, slope, -np.inf)
+            r = np.clip(r - step, r0, r1)
+            if np.all(np.abs(step) <= 1e-14 * np.maximum(1.0, r)):
+                break
         left = np.arange(c.size)
         for _ in range(tries):
             h = 2e-11 * np.maximum(1.0, r)
@@ -216,24 +203,13 @@ class StepBound:
             f_lo, f_hi = f[:c.size], f[c.size:]
             ok = (f_lo >= 0) & (f_hi < 0)
             out[todo[left[ok]]] = lo[ok]
-            if ok.all():
-                break
             moved = ~ok & (f_lo != f_hi)  # a secant step through the pair
+            if not moved.any():
+                break
             left, c = left[moved], c[moved]
             lo, hi, f_lo, f_hi = lo[moved], hi[moved], f_lo[moved], f_hi[moved]
             r = np.maximum(lo + f_lo * (hi - lo) / (f_lo - f_hi), 0.0)
-            if left.size == 0:
-                break
         return out
-
-    def _value_slope(self, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The bound and its derivative in R at each radius (a guide for the search only)."""
-        x = self.z[None, :] + (self.sign * radii / self.sigma)[:, None]
-        value = self.a + special.ndtr(x) @ self.widths
-        x *= x
-        x *= -0.5
-        np.exp(x, out=x)
-        return value, (x @ self.widths) * (self.sign / (self.sigma * math.sqrt(2.0 * math.pi)))
 
     def _roots_bracketed(self, c: np.ndarray, at_zero: float, grid: int = 8) -> np.ndarray:
         """For each c in ``c`` (at_zero >= c > limit): the largest R found with bound(R) >= c.
@@ -255,6 +231,48 @@ class StepBound:
             h = int(above[0]) if above.size else int(np.flatnonzero(points == end)[-1])
             lo[k], f_lo[k], hi[k], f_hi[k] = points[j], f[j], points[h], f[h]
         return _largest_above(lambda r, i: self._at_each(r) - c[i], lo, f_lo, hi, f_hi)
+
+
+class _Pools:
+    """A surrogate of a StepBound for the radius search: its finite terms pooled into intervals
+    of z, each pool a Taylor expansion of sum_j w_j Phi(z_j + s) about the pool's mean z to
+    the fourth moment: Phi(x + d) = Phi(x) + phi(x) (d - x d^2/2 + (x^2 - 1) d^3/6
+    - (x^3 - 3x) d^4/24 + ...), the first moment being 0."""
+
+    def __init__(self, bound: StepBound, w, zb, m2, m3, m4):
+        self.bound, self.w, self.zb, self.m2, self.m3, self.m4 = bound, w, zb, m2, m3, m4
+        self.base = bound.a + float(bound.widths[~np.isfinite(bound.z)].sum())
+
+    @classmethod
+    def of(cls, bound: StepBound, bins: float) -> "_Pools | None":
+        finite = np.isfinite(bound.z)
+        z, w = bound.z[finite], bound.widths[finite]
+        if z.size == 0:
+            return None
+        keys = np.floor(z / bins)
+        if np.all(keys[1:] <= keys[:-1]) or np.all(keys[1:] >= keys[:-1]):  # in order: no sort
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            inv = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, z.size]))
+        else:
+            _, inv = np.unique(keys, return_inverse=True)
+        wb = np.bincount(inv, w)
+        zb = np.bincount(inv, w * z) / wb
+        d = z - zb[inv]
+        wd2 = w * d * d
+        return cls(bound, wb, zb, np.bincount(inv, wd2), np.bincount(inv, wd2 * d), np.bincount(inv, wd2 * d * d))
+
+    def __call__(self, radii) -> tuple[np.ndarray, np.ndarray]:
+        """(value, slope in R) of the surrogate at each radius of an array."""
+        b = self.bound
+        x = self.zb + b.sign * np.asarray(radii, dtype=np.float64)[..., None] / b.sigma
+        x2 = x * x
+        dens = np.exp(-0.5 * x2) * (1.0 / math.sqrt(2.0 * math.pi))
+        spread = -0.5 * x * self.m2 + (x2 - 1.0) * self.m3 / 6.0 - (x2 - 3.0) * x * self.m4 / 24.0
+        value = self.base + (special.ndtr(x) @ self.w) + (dens * spread).sum(-1)
+        dslope = (0.5 * (x2 - 1.0) * self.m2 - (x2 - 3.0) * x * self.m3 / 6.0
+                  + (x2 * x2 - 6.0 * x2 + 3.0) * self.m4 / 24.0)
+        slope = (dens * (self.w + dslope)).sum(-1) * (b.sign / b.sigma)
+        return value, slope
 
 
 def _largest_above(f, lo, f_lo, hi, f_hi, xtol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
