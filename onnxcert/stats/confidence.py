@@ -178,23 +178,29 @@ class StepBound:
         pools = _Pools.of(self, bins)
         if pools is None:
             return out
-        points = np.linspace(0.0, float(self._upper_ends(c).max()), grid)
-        values, _ = pools(points)
-        below = values[None, :] < c[:, None]
-        todo = np.flatnonzero(below.any(axis=1))
+        if pools.w.size == 1:  # one finite term (naive): base + w Phi(z + sign R / sigma) = c in closed form
+            x = special.ndtri(np.clip((c - pools.base) / pools.w[0], 0.0, 1.0))
+            r = (x - pools.zb[0]) * self.sigma * self.sign
+            todo = np.flatnonzero(np.isfinite(r))
+            c, r = c[todo], np.maximum(r[todo], 0.0)
+        else:
+            points = np.linspace(0.0, float(self._upper_ends(c).max()), grid)
+            values, _ = pools(points)
+            below = values[None, :] < c[:, None]
+            todo = np.flatnonzero(below.any(axis=1))
+            c, below = c[todo], below[todo]
+            j = np.maximum(below.argmax(axis=1), 1)  # below at R = 0 (the surrogate is not exact): start there
+            r0, r1 = points[j - 1], points[j]
+            v0, v1 = values[j - 1] - c, values[j] - c
+            r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
+            for _ in range(6):  # Newton on the surrogate, inside its grid cell
+                v, slope = pools(r)
+                step = (v - c) / np.where(slope < 0, slope, -np.inf)
+                r = np.clip(r - step, r0, r1)
+                if np.all(np.abs(step) <= 1e-14 * np.maximum(1.0, r)):
+                    break
         if todo.size == 0:
             return out
-        c, below = c[todo], below[todo]
-        j = np.maximum(below.argmax(axis=1), 1)  # below at R = 0 (the surrogate is not exact): start there
-        r0, r1 = points[j - 1], points[j]
-        v0, v1 = values[j - 1] - c, values[j] - c
-        r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
-        for _ in range(6):  # Newton on the surrogate, inside its grid cell
-            v, slope = pools(r)
-            step = (v - c) / np.where(slope < 0, slope, -np.inf)
-            r = np.clip(r - step, r0, r1)
-            if np.all(np.abs(step) <= 1e-14 * np.maximum(1.0, r)):
-                break
         left = np.arange(c.size)
         for _ in range(tries):
             h = 2e-11 * np.maximum(1.0, r)
