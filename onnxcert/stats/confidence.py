@@ -104,11 +104,13 @@ class StepBound:
         return cls.build(a, w, phi_inv(p_bar, q_bar), sign, sigma)
 
     def at(self, radii) -> np.ndarray:
-        """The bound at each radius in ``radii``."""
-        t = np.atleast_1d(np.asarray(radii, dtype=np.float64)) / self.sigma
+        """The bound at each radius in ``radii``: one dot product per radius, so each value is
+        bit for bit ``at([R])`` alone (a matrix product over several radii may round otherwise,
+        and then at(radii) could put a returned radius 1e-16 below its threshold)."""
+        r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
         if self.z.size == 0:
-            return np.full(t.shape, self.a)
-        return self.a + special.ndtr(self.z[:, None] + self.sign * t[None, :]).T @ self.widths
+            return np.full(r.shape, self.a)
+        return self._at_each(r)
 
     def _at_scalar(self, radius: float) -> float:
         return self.a + float(self.widths @ special.ndtr(self.z + self.sign * radius / self.sigma))
