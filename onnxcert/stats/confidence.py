@@ -374,6 +374,13 @@ class SortedSamples:
         tail = EmpiricalTail.from_samples(self.values, self.a, self.b)
         return EmpiricalTail(tail.a, tail.b, tail.n, tail.levels, tail.at_or_above, tail.at_or_below, self.mean)
 
+    def at_edges(self, k: np.ndarray) -> np.ndarray:
+        """x_k for indices k in 0..n+1, with x_0 = a and x_{n+1} = b: sum_{j=k}^{l-1} E_j
+        telescopes to x_l - x_k."""
+        out = self.values[np.clip(k - 1, 0, self.n - 1)]
+        out[k == 0], out[k == self.n + 1] = self.a, self.b
+        return out
+
     def gaps_into(self, k0: int, k1: int, out: np.ndarray) -> np.ndarray:
         """E_k = x_{k+1} - x_k for k = k0..k1-1 (x_0 = a, x_{n+1} = b) into ``out``: the same
         doubles as the per-level widths ``np.diff(levels, prepend=a)`` where E_k > 0."""
@@ -697,9 +704,7 @@ class _CountSide:
     def bound(self, s: SortedSamples, sigma: float) -> StepBound:
         if self.seg is not None:
             edges, p, q, at = self.seg
-            ends = s.values[np.clip(edges - 1, 0, s.n - 1)]  # x_e, with x_0 = a and x_{n+1} = b
-            ends[edges == 0], ends[edges == s.n + 1] = s.a, s.b
-            widths = np.diff(ends)
+            widths = np.diff(s.at_edges(edges))
             w = np.add.reduceat(widths, at)
             wp, wq = np.add.reduceat(widths * p, at), np.add.reduceat(widths * q, at)
         else:
@@ -710,7 +715,8 @@ class _CountSide:
                 p, q = (self.pq[0][k0:k1], self.pq[1][k0:k1]) if self.pq is not None else self._pq(k0, k1)
                 wp = np.add.reduceat(np.multiply(e, p, out=buf), at)
                 wq = np.add.reduceat(np.multiply(e, q, out=buf), at)
-                parts.append((np.add.reduceat(e, at), wp, wq))
+                # a group's width telescopes: the sum of its E_k is x at its end minus x at its start
+                parts.append((np.diff(s.at_edges(np.r_[at + k0, k1])), wp, wq))
             w, wp, wq = _joined(parts)
         keep = w > 0
         w = w[keep]
