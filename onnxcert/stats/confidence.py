@@ -244,12 +244,20 @@ class StepBound:
 class _Pools:
     """A surrogate of a StepBound for the radius search: its finite terms pooled into intervals
     of z, each pool a Taylor expansion of sum_j w_j Phi(z_j + s) about the pool's mean z to
-    the fourth moment: Phi(x + d) = Phi(x) + phi(x) (d - x d^2/2 + (x^2 - 1) d^3/6
-    - (x^3 - 3x) d^4/24 + ...), the first moment being 0."""
+    the fourth moment m_k = sum_j w_j (z_j - mean)^k (the first is 0):
+    Phi(x + d) = Phi(x) + phi(x) (d - x d^2/2 + (x^2 - 1) d^3/6 - (x^3 - 3x) d^4/24 + ...).
+    The spread term and its derivative in x are cubic and quartic polynomials in x, their
+    coefficients per pool kept (``value_poly``, ``slope_poly``)."""
 
     def __init__(self, bound: StepBound, w, zb, m2, m3, m4):
-        self.bound, self.w, self.zb, self.m2, self.m3, self.m4 = bound, w, zb, m2, m3, m4
+        self.bound, self.w, self.zb = bound, w, zb
         self.base = bound.a + float(bound.widths[~np.isfinite(bound.z)].sum())
+        # spread(x) = -x m2/2 + (x^2 - 1) m3/6 - (x^3 - 3x) m4/24, highest power first
+        self.value_poly = (-m4 / 24.0, m3 / 6.0, m4 / 8.0 - 0.5 * m2, -m3 / 6.0)
+        # d/dx [Phi W + phi spread] / phi = W - x spread + spread'
+        #   = W + (x^2 - 1) m2/2 - (x^3 - 3x) m3/6 + (x^4 - 6x^2 + 3) m4/24
+        self.slope_poly = (m4 / 24.0, -m3 / 6.0, 0.5 * m2 - m4 / 4.0, 0.5 * m3, w - 0.5 * m2 + m4 / 8.0)
+        self.scale = bound.sign / bound.sigma
 
     @classmethod
     def of(cls, bound: StepBound, bins: float) -> "_Pools | None":
@@ -271,17 +279,24 @@ class _Pools:
 
     def __call__(self, radii) -> tuple[np.ndarray, np.ndarray]:
         """(value, slope in R) of the surrogate at each radius of an array."""
-        b = self.bound
-        x = self.zb + b.sign * np.asarray(radii, dtype=np.float64)[..., None] / b.sigma
-        x2 = x * x
-        dens = np.exp(-0.5 * x2) * (1.0 / math.sqrt(2.0 * math.pi))
-        spread = -0.5 * x * self.m2 + (x2 - 1.0) * self.m3 / 6.0 - (x2 - 3.0) * x * self.m4 / 24.0
-        value = self.base + (special.ndtr(x) @ self.w) + (dens * spread).sum(-1)
-        dslope = (0.5 * (x2 - 1.0) * self.m2 - (x2 - 3.0) * x * self.m3 / 6.0
-                  + (x2 * x2 - 6.0 * x2 + 3.0) * self.m4 / 24.0)
-        slope = (dens * (self.w + dslope)).sum(-1) * (b.sign / b.sigma)
-        return value, slope
+        x = self.zb + np.asarray(radii, dtype=np.float64)[..., None] * self.scale
+        dens = np.exp(-0.5 * x * x)
+        dens *= 1.0 / math.sqrt(2.0 * math.pi)
+        spread, slope = _horner(self.value_poly, x), _horner(self.slope_poly, x)
+        spread *= dens
+        slope *= dens
+        value = self.base + (special.ndtr(x) @ self.w) + spread.sum(-1)
+        return value, slope.sum(-1) * self.scale
 
+
+def _horner(coefficients, x: np.ndarray) -> np.ndarray:
+    """sum_k c_k x^(d - k) for coefficients c_0 (highest power) .. c_d, each an array per pool."""
+    out = coefficients[0] * x
+    for c in coefficients[1:-1]:
+        out += c
+        out *= x
+    out += coefficients[-1]
+    return out
 
 def _largest_above(f, lo, f_lo, hi, f_hi, xtol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
     """For decreasing functions f_i with f_i(lo_i) >= 0 > f_i(hi_i): for each i, the largest r
