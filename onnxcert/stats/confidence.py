@@ -129,9 +129,11 @@ class StepBound:
         """The largest R with lower(R) >= c, for a lower bound (sign = -1).
 
         None when lower(0) < c, and infinity when lower(R) >= c for every R.
-        Solved by bracketing on the monotone bound (Illinois regula falsi); the returned R is the
-        bracket's lower end, so lower(R) >= c always holds, and the bracket is narrower than
-        1e-10 (relative above R = 1), so R is at most that far below the exact root.
+        The returned R is the lower end of a bracket [R, R'] with lower(R) >= c > lower(R'),
+        both evaluated exactly, and R' - R <= 1e-10 (relative above R = 1): lower(R) >= c
+        always holds, and R is at most that far below the exact root. The bracket comes from a
+        surrogate's root (``_roots_secant``) or, where that check fails, from Illinois regula
+        falsi on the monotone bound (``_roots_bracketed``).
         """
         return self.radii([c])[0]
 
@@ -475,10 +477,15 @@ def naive_bounds(tail: EmpiricalTail | SampleMean, alpha: float, sigma: float) -
 def cdf_bounds(tail: "EmpiricalTail | SortedSamples", band, sigma: float) -> tuple[StepBound, StepBound]:
     """Theorem 2 with a simultaneous band, every distinct sampled value a level.
 
-    The levels go through the band and the merge CHUNK_LEVELS at a time (``_Merger``), so the
-    per-level arrays (widths, p, q, z, keys) never exist for all levels at once. Every merged
-    group is still reduced whole in one call, so the bounds are bit for bit those of
-    ``StepBound.from_probabilities`` on the full arrays (tests/test_stats_tables.py checks it).
+    From ``SortedSamples`` with more than MERGE_MIN_LEVELS levels on both sides and a DKW or
+    rank band, the level pass runs in count space (``_count_bounds``): the same terms, merge
+    groups and order, summed over the sorted samples (1e-16 relative from the per-level sums;
+    tests/test_stats_count_space.py checks it against a level-by-level oracle). Otherwise, and
+    from an ``EmpiricalTail``, the levels go through the band and the merge CHUNK_LEVELS at a
+    time (``_Merger``), so the per-level arrays (widths, p, q, z, keys) never exist for all
+    levels at once. Every merged group is still reduced whole in one call, so those bounds are
+    bit for bit those of ``StepBound.from_probabilities`` on the full arrays
+    (tests/test_stats_tables.py checks it).
     """
     if isinstance(tail, SortedSamples):
         both = _count_bounds(tail, band, sigma)
