@@ -171,3 +171,26 @@ def test_the_surrogate_search_finds_roots_without_the_fallback():
                     ref = lower._roots_bracketed(cs[ok], at_zero)
                     assert np.all(np.abs(r[ok] - ref) <= 2e-10 * np.maximum(1.0, ref))
     assert found >= 0.98 * tried, (found, tried)
+
+
+def test_threads_certifying_at_once_get_the_same_bounds():
+    """The count-space pass reuses work arrays (``_scratch``): they are per thread, so inputs
+    certified in several threads at once give what each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(12)
+    n = 100_000
+    inputs = [rng.beta(2 + i, 1, n) for i in range(4)]
+    band = DKWBand(n, 0.001)
+
+    def bounds(values):
+        lower, upper = cdf_bounds(SortedSamples.from_samples(values, 0.0, 1.0), band, 0.25)
+        return lower.at(RADII), upper.at(RADII)
+
+    alone = [bounds(v) for v in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            together = list(pool.map(bounds, inputs * 2))
+            for got, want in zip(together, alone * 2):
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1])

@@ -19,6 +19,7 @@ bound are separate one-sided statements, each at level 1 - alpha.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -671,7 +672,7 @@ def _band_table(band) -> _BandTable:
     hit = _TABLES.get(key)
     if hit is None or (key is not band and hit.band is not band):
         while len(_TABLES) >= TABLES_KEPT:
-            _TABLES.pop(next(iter(_TABLES)))
+            _TABLES.pop(next(iter(_TABLES), None), None)
         hit = _TABLES[key] = _BandTable(band)
     return hit
 
@@ -745,15 +746,16 @@ class _CountSide:
         return StepBound.build(s.a, w, phi_inv(wp[keep] / w, wq[keep] / w), self.sign, sigma)
 
 
-_SCRATCH: list[np.ndarray] = []
+_SCRATCH = threading.local()  # per thread: certify_samples may run in several threads at once
 
 
 def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two float64 work arrays of ``size`` (at most _CountSide.CHUNK), reused between calls:
-    a fresh array of this size costs more in page faults than the arithmetic done in it."""
-    if not _SCRATCH or _SCRATCH[0].size < size:
-        _SCRATCH[:] = [np.empty(max(size, 1024)), np.empty(max(size, 1024))]
-    return _SCRATCH[0][:size], _SCRATCH[1][:size]
+    """Two float64 work arrays of ``size`` (about _CountSide.CHUNK), reused between calls of
+    this thread: a fresh array of this size costs more in page faults than the arithmetic in it."""
+    held = getattr(_SCRATCH, "arrays", None)
+    if held is None or held[0].size < size:
+        held = _SCRATCH.arrays = (np.empty(max(size, 1024)), np.empty(max(size, 1024)))
+    return held[0][:size], held[1][:size]
 
 
 class _CountPlan:
@@ -829,7 +831,7 @@ def _count_plan(band) -> _CountPlan | None:
     hit = _PLANS.get(key)
     if hit is None or (key is not band and hit.band is not band):
         while len(_PLANS) >= TABLES_KEPT:
-            _PLANS.pop(next(iter(_PLANS)))
+            _PLANS.pop(next(iter(_PLANS), None), None)
         hit = _PLANS[key] = _CountPlan(band)
     return hit if hit.lower is not None and hit.upper is not None else None
 
