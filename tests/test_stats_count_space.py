@@ -194,3 +194,26 @@ def test_threads_certifying_at_once_get_the_same_bounds():
             for got, want in zip(together, alone * 2):
                 np.testing.assert_array_equal(got[0], want[0])
                 np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_one_sided_group_sums_are_bit_for_bit_both_sums(monkeypatch):
+    """_CountSide._split: DKW groups sum only the side of (p, q) that phi_inv reads; the bounds
+    must be bit for bit those made with both sums everywhere (``split`` None), cached (p, q)
+    (n <= CACHED_COUNTS) or made per piece (above)."""
+    rng = np.random.default_rng(13)
+    for n in (20_000, 300_000):
+        band = DKWBand(n, 0.001)
+        plan = conf._count_plan(band)
+        assert plan.lower.split is not None and plan.upper.split is not None
+        for values, a, b in ((rng.beta(8, 2, n), 0.0, 1.0), (rng.beta(30, 1, n), 0.0, 1.0),
+                             (rng.beta(2, 2, n) * 2.2 - 1.1, -1.0, 1.0)):
+            s = SortedSamples.from_samples(values, a, b)
+            one_sided = conf._count_bounds(s, band, 0.25)
+            with monkeypatch.context() as m:
+                m.setattr(plan.lower, "split", None)
+                m.setattr(plan.upper, "split", None)
+                both = conf._count_bounds(s, band, 0.25)
+            assert one_sided is not None and both is not None
+            for x, y in zip(one_sided, both):
+                np.testing.assert_array_equal(x.widths, y.widths)
+                np.testing.assert_array_equal(x.z, y.z)

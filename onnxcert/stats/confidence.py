@@ -713,8 +713,45 @@ class _CountSide:
         self.band, self.sign, self.end, self.starts, self.seg = band, sign, end, starts, seg
         self.pq = self._pq(0, end) if seg is None and band.n <= self.CACHED_COUNTS else None
         cut = np.unique(np.r_[np.searchsorted(starts, np.arange(0, end, self.CHUNK)), starts.size])
-        self.pieces = [(int(starts[lo]), end if hi == starts.size else int(starts[hi]), starts[lo:hi] - starts[lo])
-                       for lo, hi in zip(cut[:-1], cut[1:])]
+        self.pieces = [(int(starts[lo]), end if hi == starts.size else int(starts[hi]), starts[lo:hi] - starts[lo],
+                        int(lo), int(hi)) for lo, hi in zip(cut[:-1], cut[1:])]
+        self.split = self._split() if seg is None else None
+
+    def _split(self) -> tuple[int, int] | None:
+        """phi_inv reads q of a group whose mean p is >= 1/2 and p of the others. p falls along
+        k, so the groups before ``high`` (every p >= 1/2 + 1e-9) need only sum(E q), those from
+        ``low`` on (every p < 1/2 - 1e-9) only sum(E p); the few between need both. The sum not
+        made is taken as w minus the other, which decides phi_inv's branch the same way and is
+        not read. None when p does not fall along k (then both sums are made everywhere)."""
+        ends = np.append(self.starts[1:], self.end) - 1
+        first, last = self._p_at(self.starts), self._p_at(ends)
+        if not (np.all(last <= first) and np.all(first[1:] <= last[:-1])):
+            return None
+        high = int(np.count_nonzero(last >= 0.5 + 1e-9))
+        low = self.starts.size - int(np.count_nonzero(first < 0.5 - 1e-9))
+        return (high, low) if high <= low else None
+
+    def _p_at(self, k: np.ndarray) -> np.ndarray:
+        """p of the terms k (an array), as ``_pq`` computes it."""
+        counts = (self.band.n - k if self.sign < 0 else k).astype(np.float64)
+        g, q = self.band.lower(counts)
+        return g if self.sign < 0 else q
+
+    def _sums(self, e, p, q, buf, at, glo: int, ghi: int):
+        """(sum E p, sum E q) per group glo..ghi-1 of a piece (``_split``)."""
+        if self.split is None:
+            return np.add.reduceat(np.multiply(e, p, out=buf), at), np.add.reduceat(np.multiply(e, q, out=buf), at)
+        high, low = self.split
+        wp, wq = np.empty(ghi - glo), np.empty(ghi - glo)
+        gq = min(ghi, low) - glo  # groups glo..glo+gq-1 need sum E q
+        if gq > 0:
+            kq = int(at[gq]) if gq < at.size else e.size
+            wq[:gq] = np.add.reduceat(np.multiply(e[:kq], q[:kq], out=buf[:kq]), at[:gq])
+        gp = max(glo, high) - glo  # groups glo+gp..ghi-1 need sum E p
+        if gp < at.size:
+            kp = int(at[gp])
+            wp[gp:] = np.add.reduceat(np.multiply(e[kp:], p[kp:], out=buf[kp:]), at[gp:] - kp)
+        return wp, wq
 
     def _pq(self, k0: int, k1: int):
         """(p, q) of terms k0..k1-1 from the band, as the per-level path computes them."""
@@ -732,15 +769,18 @@ class _CountSide:
             wp, wq = np.add.reduceat(widths * p, at), np.add.reduceat(widths * q, at)
         else:
             parts = []
-            for k0, k1, at in self.pieces:
+            for k0, k1, at, glo, ghi in self.pieces:
                 e, buf = _scratch(k1 - k0)
                 s.gaps_into(k0, k1, e)
                 p, q = (self.pq[0][k0:k1], self.pq[1][k0:k1]) if self.pq is not None else self._pq(k0, k1)
-                wp = np.add.reduceat(np.multiply(e, p, out=buf), at)
-                wq = np.add.reduceat(np.multiply(e, q, out=buf), at)
+                wp, wq = self._sums(e, p, q, buf, at, glo, ghi)
                 # a group's width telescopes: the sum of its E_k is x at its end minus x at its start
                 parts.append((np.diff(s.at_edges(np.append(at + k0, k1))), wp, wq))
             w, wp, wq = _joined(parts)
+            if self.split is not None:
+                high, low = self.split
+                wp[:high] = w[:high] - wq[:high]
+                wq[low:] = w[low:] - wp[low:]
         keep = w > 0
         w = w[keep]
         return StepBound.build(s.a, w, phi_inv(wp[keep] / w, wq[keep] / w), self.sign, sigma)
