@@ -7,9 +7,10 @@ certificates need, so memory is O(n) floats plus one batch, never [n, k].
 
 Seeds: input ``index`` draws its selection noise from ``SeedSequence(seed, spawn_key=(index, 0))``
 and its estimation noise from ``spawn_key=(index, 1)``, with the generator of ``noise`` (SFC64
-bits, Box-Muller). Each sample takes a fixed number of words of its stream, so results do not
-depend on the batch size, the order of the inputs, or how they are split across runs, and the
-first m samples of a stream are the same however many follow. The device path (see fastpath)
+bits; the compiled ziggurat, or the NumPy Box-Muller when the extension is not built). Each
+stream is consumed in order, so results do not depend on the batch size, the order of the
+inputs, or how they are split across runs, and the first m samples of a stream are the same
+however many follow. The device path (see fastpath)
 keeps the same properties with a counter-based generator keyed by ``(seed, index, stream)``.
 """
 
@@ -27,8 +28,7 @@ import numpy as np
 from .errors import ConfigError, ModelError
 from .fastpath import GENERATOR as FASTPATH_GENERATOR
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
-from .noise import GENERATOR as HOST_GENERATOR
-from .noise import NoiseStream
+from .noise import NoiseStream, host_generator
 from .runtime import Classifier, classifier_proto, open_wrapped
 from .stats.measures import detect_output_kind, to_probabilities
 
@@ -64,8 +64,9 @@ def input_generator(seed: int, index: int, stream: int) -> NoiseStream:
 
 
 def noise_generator(device_noise: bool) -> str:
-    """The name of the noise generator a path uses, for the report's provenance."""
-    return FASTPATH_GENERATOR if device_noise else HOST_GENERATOR
+    """The name of the noise generator a path uses, for the report's provenance and the journal:
+    on the host, the one this process draws with (``noise.host_generator``)."""
+    return FASTPATH_GENERATOR if device_noise else host_generator()
 
 
 def auto_batch_size(sample_shape, n: int, *, budget: int = BATCH_MEMORY_BUDGET,
