@@ -203,3 +203,47 @@ def test_an_unknown_generator_is_a_one_line_error(fresh_warning, monkeypatch, va
         noise.host_generator()
     msg = str(err.value)
     assert "\n" not in msg and repr(value) in msg and ZIGGURAT in msg and BOX_MULLER in msg
+
+
+def test_a_run_without_the_kernel_uses_numpy_and_warns_once(tmp_path):
+    # an install where the extension did not build, end to end in a fresh process: the run
+    # succeeds, stderr says once that the NumPy generator is used, the report names it
+    import json
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    import onnx_models as om
+
+    root = Path(__file__).resolve().parents[1]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+        class _Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "onnxcert._kernels":
+                    raise ImportError("onnxcert._kernels blocked for a test")
+                return None
+        sys.meta_path.insert(0, _Block())
+    """))
+    model = om.channel_means(tmp_path / "m.onnx", gain=6.0)
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((3, 3, 6, 5)).astype(np.float32), y=np.arange(3))
+    env = {k: v for k, v in os.environ.items() if k != noise.HOST_NOISE_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(root)])
+    cmd = [sys.executable, "-c", "from onnxcert.cli import main; main()", "run", str(model), str(tmp_path / "x.npz"),
+           "--sigma", "0.25", "--n0", "10", "--n", "50", "--methods", "naive", "-o", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("onnxcert._kernels) is not built") == 1, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["provenance"]["noise_generator"] == BOX_MULLER
+    # and forcing the compiled one there is a one-line error, exit 2
+    env[noise.HOST_NOISE_ENV] = ZIGGURAT
+    cmd[-1] = str(tmp_path / "r2.json")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("onnxcert: error:")]
+    assert len(errors) == 1 and "not built" in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "r2.json").exists()
