@@ -1,4 +1,5 @@
-/* onnxcert._kernels: the host path's compiled noise kernel (see onnxcert/noise.py).
+/* onnxcert._kernels: the host path's compiled kernels: the noise (see onnxcert/noise.py), and the
+ * measures of a batch of model outputs (see onnxcert/sampling.py, measures and column_sums below).
  *
  * fill(state, out, x, scale): out[i] = x[i % D] + scale[i % D] * z_i for the next out.size
  * standard normals z_i of an SFC64 stream. state is NumPy's SFC64 state, a uint64[4] array
@@ -295,8 +296,167 @@ fail:
     return NULL;
 }
 
+/* ---- the host path's measures (see sampling.py): softmax rows, score, margin, votes ---- */
+
+/* p[0 .. k) <- the row as probabilities: 'logits' (kind 0) by a softmax in double with the
+   row's maximum subtracted, as stats.measures.softmax; 'probabilities' (kind 1) clipped to [0, 1] */
+static void row_probabilities(const char *row, int is_double, Py_ssize_t k, int kind, double *p)
+{
+    for (Py_ssize_t j = 0; j < k; j++)
+        p[j] = is_double ? ((const double *)row)[j] : (double)((const float *)row)[j];
+    if (kind == 1) {
+        for (Py_ssize_t j = 0; j < k; j++)
+            p[j] = p[j] < 0.0 ? 0.0 : (p[j] > 1.0 ? 1.0 : p[j]);
+        return;
+    }
+    double top = p[0], sum = 0.0;
+    for (Py_ssize_t j = 1; j < k; j++)
+        top = p[j] > top ? p[j] : top;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        p[j] = exp(p[j] - top);
+        sum += p[j];
+    }
+    for (Py_ssize_t j = 0; j < k; j++)
+        p[j] /= sum;
+}
+
+static int get_rows(PyObject *obj, Py_buffer *view, int *is_double)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    if (*fmt == '<' || *fmt == '=' || *fmt == '@')
+        fmt++;
+    if (view->ndim != 2 || view->shape[1] < 1 || fmt[1] != '\0' || !((fmt[0] == 'f' && view->itemsize == 4) || (fmt[0] == 'd' && view->itemsize == 8))) {
+        PyErr_SetString(PyExc_TypeError, "rows: expected a C-contiguous [B, k >= 1] float32 or float64 array");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *is_double = fmt[0] == 'd';
+    return 0;
+}
+
+PyDoc_STRVAR(measures_doc,
+"measures(rows, kind, c, score, margin) -> votes\n\n"
+"For rows [B, k] (float32 or float64, finite) read as kind 0 'logits' or 1 'probabilities':\n"
+"score[i] = p_ic, margin[i] = p_ic - max_{j != c} p_ij (float64 [B]), and the number of rows\n"
+"whose argmax (the first largest) is c.");
+
+static PyObject *measures(PyObject *self, PyObject *args)
+{
+    PyObject *ro, *so, *mo;
+    int kind;
+    Py_ssize_t c;
+    if (!PyArg_ParseTuple(args, "OinOO:measures", &ro, &kind, &c, &so, &mo))
+        return NULL;
+    Py_buffer rv, sv, mv;
+    int is_double;
+    if (get_rows(ro, &rv, &is_double) < 0)
+        return NULL;
+    const Py_ssize_t b = rv.shape[0], k = rv.shape[1];
+    if (c < 0 || c >= k || (kind != 0 && kind != 1)) {
+        PyErr_SetString(PyExc_ValueError, "measures: c must be a class index and kind 0 or 1");
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (get_buffer(so, &sv, 1, 8, "d", "score") < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (get_buffer(mo, &mv, 1, 8, "d", "margin") < 0) {
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *p = PyMem_Malloc((size_t)k * sizeof(double));
+    if (sv.len != b * 8 || mv.len != b * 8 || p == NULL) {
+        if (p == NULL)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_ValueError, "measures: score and margin must hold one float64 per row");
+        PyMem_Free(p);
+        PyBuffer_Release(&mv);
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    Py_ssize_t votes = 0;
+    double *score = (double *)sv.buf, *margin = (double *)mv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < b; i++) {
+        row_probabilities((const char *)rv.buf + i * k * rv.itemsize, is_double, k, kind, p);
+        double other = -INFINITY;
+        Py_ssize_t best = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            if (p[j] > p[best])
+                best = j;
+            if (j != c && p[j] > other)
+                other = p[j];
+        }
+        votes += best == c;
+        score[i] = p[c];
+        margin[i] = p[c] - other;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(p);
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&rv);
+    return PyLong_FromSsize_t(votes);
+}
+
+PyDoc_STRVAR(column_sums_doc,
+"column_sums(rows, kind, total)\n\n"
+"total[j] += sum_i p_ij (float64 [k]) for rows [B, k] read as in measures: the batch's sums\n"
+"first, row by row in order, then added to total.");
+
+static PyObject *column_sums(PyObject *self, PyObject *args)
+{
+    PyObject *ro, *to;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OiO:column_sums", &ro, &kind, &to))
+        return NULL;
+    Py_buffer rv, tv;
+    int is_double;
+    if (get_rows(ro, &rv, &is_double) < 0)
+        return NULL;
+    const Py_ssize_t b = rv.shape[0], k = rv.shape[1];
+    if (get_buffer(to, &tv, 1, 8, "d", "total") < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *p = PyMem_Malloc((size_t)(2 * k) * sizeof(double));
+    if (tv.len != k * 8 || (kind != 0 && kind != 1) || p == NULL) {
+        if (p == NULL)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_ValueError, "column_sums: total must hold one float64 per class, kind 0 or 1");
+        PyMem_Free(p);
+        PyBuffer_Release(&tv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *sums = p + k, *total = (double *)tv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < b; i++) {
+        row_probabilities((const char *)rv.buf + i * k * rv.itemsize, is_double, k, kind, p);
+        for (Py_ssize_t j = 0; j < k; j++)
+            sums[j] = i == 0 ? p[j] : sums[j] + p[j];
+    }
+    if (b > 0)
+        for (Py_ssize_t j = 0; j < k; j++)
+            total[j] += sums[j];
+    Py_END_ALLOW_THREADS
+    PyMem_Free(p);
+    PyBuffer_Release(&tv);
+    PyBuffer_Release(&rv);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, fill_doc},
+    {"measures", measures, METH_VARARGS, measures_doc},
+    {"column_sums", column_sums, METH_VARARGS, column_sums_doc},
     {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
     {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
     {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},

@@ -228,3 +228,85 @@ def test_fill_releases_the_gil():
 
 def test_the_noise_module_uses_the_kernel():
     assert noise.compiled() and noise._kernels is K
+
+
+# ---- the measures of a batch (sampling.batch_measures, sampling.column_sums) ----
+
+def _rows_cases():
+    rng = np.random.default_rng(8)
+    cases = {
+        "logits float32": (rng.standard_normal((500, 10)) * 6).astype(np.float32),
+        "logits float64, wide range": rng.standard_normal((300, 7)) * 300,
+        "logits with exact ties": rng.integers(-2, 3, (400, 5)).astype(np.float32),
+        "logits, some -inf": np.where(rng.random((300, 6)) < 0.3, -np.inf, rng.standard_normal((300, 6))),
+        "1000 classes": rng.standard_normal((40, 1000)).astype(np.float32),
+        "one class": rng.standard_normal((20, 1)).astype(np.float32),
+    }
+    p = rng.dirichlet(np.ones(10), 500)
+    cases["probabilities float64"] = p
+    cases["probabilities float32, ties, out of [0, 1]"] = np.concatenate(
+        [p[:200].astype(np.float32), np.full((50, 10), 0.1, np.float32),
+         (p[:100] * 1.3 - 0.05).astype(np.float32)])
+    return cases
+
+
+CASES = _rows_cases()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_measures_equal_the_numpy_ones(name):
+    from onnxcert.sampling import batch_measures, column_sums
+
+    rows = CASES[name]
+    kind = "probabilities" if name.startswith("probabilities") else "logits"
+    k = rows.shape[1]
+    for c in sorted({0, k // 2, k - 1}):
+        got = {}
+        for compiled in (True, False):
+            score, margin = np.full(rows.shape[0], np.nan), np.full(rows.shape[0], np.nan)
+            votes = batch_measures(rows.copy(), kind, c, score, margin, compiled=compiled)
+            got[compiled] = score, margin, votes
+        (s1, m1, v1), (s0, m0, v0) = got[True], got[False]
+        assert v1 == v0  # the same tie rule: the first largest
+        np.testing.assert_allclose(s1, s0, rtol=2e-15, atol=1e-300)
+        np.testing.assert_allclose(m1, m0, rtol=0, atol=2e-15)  # margins in [-1, 1]; may be near 0
+    # two batches of the selection's running sums, after a nonzero start
+    start = np.linspace(0, 1, k)
+    t1 = column_sums(rows[:100], kind, start.copy(), compiled=True)
+    t1 = column_sums(rows[100:], kind, t1, compiled=True)
+    t0 = column_sums(rows[100:], kind, column_sums(rows[:100], kind, start.copy(), compiled=False), compiled=False)
+    np.testing.assert_allclose(t1, t0, rtol=1e-14)
+    assert column_sums(rows, kind, None, compiled=True).shape == (k,)
+
+
+def test_ties_are_won_by_the_first_class():
+    from onnxcert.sampling import batch_measures
+
+    rows = np.array([[1, 3, 3, 0], [3, 3, 3, 3], [0, 0, 5, 5]], np.float32)
+    for c, votes, zero_margins in ((0, 1, [1]), (1, 1, [0, 1]), (2, 1, [0, 1, 2]), (3, 0, [1, 2])):
+        s, m = np.empty(3), np.empty(3)
+        assert batch_measures(rows, "logits", c, s, m, compiled=True) == votes, c
+        assert list(np.flatnonzero(m == 0)) == zero_margins, (c, m)
+
+
+def test_the_measures_kernel_refuses_what_it_cannot_read():
+    s, m = np.empty(2), np.empty(2)
+    with pytest.raises(TypeError):
+        K.measures(np.zeros((2, 3), np.float16), 0, 0, s, m)
+    with pytest.raises(TypeError):
+        K.measures(np.zeros(6, np.float32), 0, 0, s, m)
+    with pytest.raises(ValueError):
+        K.measures(np.zeros((2, 3), np.float32), 0, 3, s, m)
+    with pytest.raises(ValueError):
+        K.measures(np.zeros((2, 3), np.float32), 0, 0, np.empty(3), m)
+    with pytest.raises(ValueError):
+        K.column_sums(np.zeros((2, 3), np.float32), 0, np.zeros(4))
+    # float16 rows, or rows that are not contiguous, go the NumPy way in the sampler's wrapper
+    from onnxcert.sampling import batch_measures
+    rows = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float16)
+    s1, m1, s0, m0 = (np.empty(5) for _ in range(4))
+    assert batch_measures(rows, "logits", 2, s1, m1, compiled=True) == batch_measures(rows, "logits", 2, s0, m0)
+    np.testing.assert_array_equal(s1, s0)
+    wide = np.random.default_rng(1).standard_normal((5, 16))[:, ::2]
+    assert batch_measures(wide, "logits", 1, s1, m1, compiled=True) == batch_measures(wide, "logits", 1, s0, m0)
+    np.testing.assert_array_equal(m1, m0)
