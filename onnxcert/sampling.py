@@ -99,7 +99,8 @@ class Sampler:
     which and why):
 
     - the host path: ``noise.NoiseStream`` draws the noise, the model returns [B, k] scores,
-      NumPy keeps the measures. With ``prefetch`` a worker thread draws the next batch's noise while the model
+      ``batch_measures`` and ``column_sums`` keep the measures (one C pass of
+      ``onnxcert._kernels`` with the compiled noise, else NumPy). With ``prefetch`` a worker thread draws the next batch's noise while the model
       runs on the current one; one thread draws every batch of a stream in order, so the noise,
       and every result, is the same as without it. ``prefetch`` None lets the path decide (on
       for an ONNX classifier, off for a Python callable).
