@@ -76,6 +76,19 @@ def test_fill_is_x_plus_scale_times_the_noise(generator, scale):
     np.testing.assert_array_equal(got, x + scale * _draw([6], (3, 4), 2, 0, 1, generator))
 
 
+@BOTH
+@pytest.mark.parametrize("scale_shape", [(), (1,), (2, 1, 1), (1, 3, 1), (4,), (1, 3, 4), (2, 1, 4), (2, 3, 4)])
+def test_fill_broadcasts_scale_and_x_like_numpy(generator, scale_shape):
+    # scale per value, per channel (first or last axis), per row, or one for all; x per value,
+    # one for all, or broadcast along an axis
+    rng = np.random.default_rng(1)
+    scale = rng.random(scale_shape).astype(np.float32) + np.float32(0.5)
+    x = rng.random((2, 3, 4)).astype(np.float32)
+    for xv in (x, np.float32(0.25), x[:, :1, :]):
+        got = NoiseStream(4, 1, 1, generator).fill(np.empty((5, 2, 3, 4), np.float32), xv, scale)
+        np.testing.assert_array_equal(got, xv + scale * _draw([5], (2, 3, 4), 4, 1, 1, generator))
+
+
 def test_the_generators_give_different_streams():
     if not noise.compiled():
         pytest.skip("onnxcert._kernels is not built")
