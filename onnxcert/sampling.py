@@ -10,8 +10,8 @@ and its estimation noise from ``spawn_key=(index, 1)``, with the generator of ``
 bits; the compiled ziggurat, or the NumPy Box-Muller when the extension is not built). Each
 stream is consumed in order, so results do not depend on the batch size, the order of the
 inputs, or how they are split across runs, and the first m samples of a stream are the same
-however many follow. The device path (see fastpath)
-keeps the same properties with a counter-based generator keyed by ``(seed, index, stream)``.
+however many follow. The device path (see fastpath) keeps the same properties with a
+counter-based generator keyed by ``(seed, index, stream)``.
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ class Sampler:
 
     - the host path: ``noise.NoiseStream`` draws the noise, the model returns [B, k] scores,
       ``batch_measures`` and ``column_sums`` keep the measures (one C pass of
-      ``onnxcert._kernels`` with the compiled noise, else NumPy). With ``prefetch`` a worker thread draws the next batch's noise while the model
-      runs on the current one; one thread draws every batch of a stream in order, so the noise,
-      and every result, is the same as without it. ``prefetch`` None lets the path decide (on
-      for an ONNX classifier, off for a Python callable).
+      ``onnxcert._kernels`` with the compiled noise, else NumPy). With ``prefetch`` a worker
+      thread draws the next batch's noise while the model runs on the current one; one thread
+      draws every batch of a stream in order, so the noise, and every result, is the same as
+      without it. ``prefetch`` None lets the path decide (on for an ONNX classifier, off for a
+      Python callable).
     - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
       onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
       computed on the device (see fastpath). The noise comes from another generator than the
