@@ -1,8 +1,8 @@
 /* onnxcert._kernels: the host path's compiled kernels: the noise (see onnxcert/noise.py), and the
  * measures of a batch of model outputs (see onnxcert/sampling.py, measures and column_sums below).
  *
- * fill(state, out, x, scale): out[i] = x[i % D] + scale[i % D] * z_i for the next out.size
- * standard normals z_i of an SFC64 stream. state is NumPy's SFC64 state, a uint64[4] array
+ * fill(state, out, x, scale, run): out[i] = x[i % D] + scale[(i % D) / run] * z_i for the next
+ * out.size standard normals z_i of an SFC64 stream. state is NumPy's SFC64 state, a uint64[4] array
  * (a, b, c, counter), updated in place, so the word stream is NumPy's SFC64 stream bit for bit.
  *
  * The normals come from a 256-layer ziggurat (Marsaglia and Tsang 2000, "The Ziggurat Method for
@@ -119,26 +119,46 @@ static inline double zig_normal(sfc64 *g)
     return zig_fast(word, &z) ? z : zig_slow(g, word);
 }
 
-/* out[r d + j] = x[j] + s[j] z for the next n normals z (n a multiple of d). The state lives in
-   locals here, in registers; the slow path, one value in 80, gets it through memory. */
-static void fill_values(sfc64 *state, float *out, Py_ssize_t n, const float *x, const float *s, Py_ssize_t d)
+/* z <- the next normal of the stream whose state is in the locals a, b, c, counter (so that it
+   stays in registers; the slow path, one value in 80, gets it through memory). A macro, not a
+   function taking their addresses: compilers kept the state in memory then, 10% slower. */
+#define NEXT_NORMAL(z)                                                        \
+    do {                                                                      \
+        const uint64_t word_ = a + b + counter++; /* sfc64_next, by hand */  \
+        a = b ^ (b >> 11);                                                    \
+        b = c + (c << 3);                                                     \
+        c = ((c << 24) | (c >> 40)) + word_;                                  \
+        if (!zig_fast(word_, &(z))) {                                         \
+            sfc64 g_ = {a, b, c, counter};                                    \
+            (z) = zig_slow(&g_, word_);                                       \
+            a = g_.a, b = g_.b, c = g_.c, counter = g_.counter;               \
+        }                                                                     \
+    } while (0)
+
+/* out[r d + j] = x[j] + s_j z for the next n normals z (n a multiple of d), in float arithmetic
+   on z rounded once to float32 (NumPy's float32 z * scale + x, bit for bit). s_j = s[j] when run
+   is 1, else s[j / run]: one scale per run of values (one for all, or one per channel of a
+   [C, H, W] sample), so that a large sample streams one array through the cache, not two. */
+static void fill_values(sfc64 *state, float *out, Py_ssize_t n, const float *x, const float *s, Py_ssize_t d,
+                        Py_ssize_t run)
 {
     uint64_t a = state->a, b = state->b, c = state->c, counter = state->counter;
     for (Py_ssize_t i = 0; i < n; i += d) {
         float *row = out + i;
-        for (Py_ssize_t j = 0; j < d; j++) {
-            const uint64_t word = a + b + counter++; /* sfc64_next, inlined by hand */
-            a = b ^ (b >> 11);
-            b = c + (c << 3);
-            c = ((c << 24) | (c >> 40)) + word;
-            double z;
-            if (!zig_fast(word, &z)) {
-                sfc64 g = {a, b, c, counter};
-                z = zig_slow(&g, word);
-                a = g.a, b = g.b, c = g.c, counter = g.counter;
+        double z;
+        if (run == 1) {
+            for (Py_ssize_t j = 0; j < d; j++) {
+                NEXT_NORMAL(z);
+                row[j] = x[j] + s[j] * (float)z;
             }
-            const float zf = (float)z; /* the normal, rounded once to float32 */
-            row[j] = x[j] + s[j] * zf; /* float arithmetic: NumPy's float32 z * scale + x, bit for bit */
+            continue;
+        }
+        for (Py_ssize_t start = 0; start < d; start += run) {
+            const float scale = s[start / run];
+            for (Py_ssize_t j = start; j < start + run; j++) {
+                NEXT_NORMAL(z);
+                row[j] = x[j] + scale * (float)z;
+            }
         }
     }
     state->a = a, state->b = b, state->c = c, state->counter = counter;
@@ -197,14 +217,16 @@ static void put_state(Py_buffer *view, const sfc64 *g)
 /* ---- functions ---- */
 
 PyDoc_STRVAR(fill_doc,
-"fill(state, out, x, scale)\n\n"
-"out[i] = x[i % D] + scale[i % D] * z_i (float32) for the stream's next out.size normals z_i;\n"
-"x and scale hold D float32 values, D divides out.size; state (uint64[4]) is advanced in place.");
+"fill(state, out, x, scale, run)\n\n"
+"out[i] = x[i % D] + scale[(i % D) // run] * z_i (float32) for the stream's next out.size\n"
+"normals z_i; x holds D float32 values, scale D / run, and D divides out.size. state\n"
+"(uint64[4]) is advanced in place.");
 
 static PyObject *fill(PyObject *self, PyObject *args)
 {
     PyObject *st, *o, *xo, *so;
-    if (!PyArg_ParseTuple(args, "OOOO:fill", &st, &o, &xo, &so))
+    Py_ssize_t run;
+    if (!PyArg_ParseTuple(args, "OOOOn:fill", &st, &o, &xo, &so, &run))
         return NULL;
     Py_buffer sv, ov, xv, scv;
     sfc64 g;
@@ -217,15 +239,13 @@ static PyObject *fill(PyObject *self, PyObject *args)
     if (get_buffer(so, &scv, 0, 4, "f", "scale") < 0)
         goto fail_x;
     const Py_ssize_t d = xv.len / 4, n = ov.len / 4;
-    if (d == 0 || scv.len != xv.len || n % d != 0) {
-        PyErr_Format(PyExc_ValueError, "fill: x and scale must hold the same D > 0 values and D must divide out's "
-                     "%zd (got %zd and %zd)", n, d, scv.len / 4);
+    if (d == 0 || run < 1 || scv.len / 4 * run != d || n % d != 0) {
+        PyErr_Format(PyExc_ValueError, "fill: x must hold D > 0 values, scale D / run, and D must divide out's %zd "
+                     "(got D = %zd, %zd scales, run %zd)", n, d, scv.len / 4, run);
         goto fail_scale;
     }
-    float *out = (float *)ov.buf;
-    const float *x = (const float *)xv.buf, *s = (const float *)scv.buf;
     Py_BEGIN_ALLOW_THREADS
-    fill_values(&g, out, n, x, s, d);
+    fill_values(&g, (float *)ov.buf, n, (const float *)xv.buf, (const float *)scv.buf, d, run);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&scv);
     PyBuffer_Release(&xv);

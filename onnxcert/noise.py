@@ -113,8 +113,7 @@ class NoiseStream:
         if self.generator == ZIGGURAT:
             shape = batch.shape[1:]
             x = np.ascontiguousarray(np.broadcast_to(x_norm, shape), dtype=np.float32)
-            s = np.ascontiguousarray(np.broadcast_to(scale, shape), dtype=np.float32)
-            _kernels.fill(self.state, batch, x, s)
+            _kernels.fill(self.state, batch, x, *scale_runs(scale, shape))
             return batch
         count = batch.shape[0]
         flat = batch.reshape(count, -1)
@@ -143,6 +142,23 @@ class NoiseStream:
     def normals(self, count: int, shape) -> np.ndarray:
         """The stream's next ``count`` samples of pure noise, [count, *shape] float32."""
         return self.fill(np.empty((count, *shape), np.float32), np.float32(0), np.float32(1))
+
+
+def scale_runs(scale, shape) -> tuple[np.ndarray, int]:
+    """``scale`` (broadcastable to a sample of ``shape``) as the compiled kernel reads it: (s, run)
+    with the scale of flat position j of the sample s[j // run]. One scale for all, or one per
+    channel of a [C, H, W] sample, stays that small: a 224x224 sample then streams one array
+    through the cache with the noise, not two."""
+    a = np.asarray(scale, dtype=np.float32)
+    shape = tuple(shape)
+    if np.broadcast_shapes(a.shape, shape) != shape:
+        raise ValueError(f"a scale of shape {a.shape} does not fit a sample of shape {shape}")
+    dims = (1,) * (len(shape) - a.ndim) + a.shape
+    varying = [i for i, n in enumerate(dims) if n != 1]
+    hi = varying[-1] + 1 if varying else 0
+    if all(dims[i] == shape[i] for i in range(hi)):  # constant over the trailing axes from hi
+        return np.ascontiguousarray(a).reshape(-1), max(1, math.prod(shape[hi:]))
+    return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1), 1
 
 
 def pairs(values: int) -> int:

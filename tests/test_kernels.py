@@ -56,12 +56,12 @@ def test_fill_consumes_the_stream_in_order_however_it_is_cut():
     whole = np.empty(5000, np.float32)
     one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
     st = state()
-    K.fill(st, whole, zero, one)
+    K.fill(st, whole, zero, one, 1)
     end = st.copy()
     st, parts = state(), []
     for cut in (1, 7, 1000, 1, 2991, 1000):
         part = np.empty(cut, np.float32)
-        K.fill(st, part, zero, one)
+        K.fill(st, part, zero, one, 1)
         parts.append(part)
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     np.testing.assert_array_equal(st, end)
@@ -78,23 +78,38 @@ def test_streams_of_other_keys_differ():
 
 
 @pytest.mark.parametrize("call", [
-    lambda: K.fill(state(), np.empty(4, np.float64), np.zeros(1, np.float32), np.ones(1, np.float32)),
-    lambda: K.fill(state()[:3], np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32)),
-    lambda: K.fill(state(), np.empty(6, np.float32), np.zeros(4, np.float32), np.ones(4, np.float32)),
-    lambda: K.fill(state(), np.empty(4, np.float32), np.zeros(2, np.float32), np.ones(1, np.float32)),
-    lambda: K.fill(state(), np.empty((4, 4), np.float32)[:, :2], np.zeros(2, np.float32), np.ones(2, np.float32)),
-    lambda: K.fill(state().astype(np.int32), np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32)),
+    lambda: K.fill(state(), np.empty(4, np.float64), np.zeros(1, np.float32), np.ones(1, np.float32), 1),
+    lambda: K.fill(state()[:3], np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32), 1),
+    lambda: K.fill(state(), np.empty(6, np.float32), np.zeros(4, np.float32), np.ones(4, np.float32), 1),
+    lambda: K.fill(state(), np.empty(4, np.float32), np.zeros(2, np.float32), np.ones(1, np.float32), 1),
+    lambda: K.fill(state(), np.empty(4, np.float32), np.zeros(4, np.float32), np.ones(2, np.float32), 3),
+    lambda: K.fill(state(), np.empty(4, np.float32), np.zeros(4, np.float32), np.ones(4, np.float32), 0),
+    lambda: K.fill(state(), np.empty(4, np.float32), np.zeros(0, np.float32), np.ones(0, np.float32), 1),
+    lambda: K.fill(state(), np.empty((4, 4), np.float32)[:, :2], np.zeros(2, np.float32), np.ones(2, np.float32), 1),
+    lambda: K.fill(state().astype(np.int32), np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32), 1),
 ])
 def test_bad_buffers_are_refused(call):
     with pytest.raises((TypeError, ValueError, BufferError)):
         call()
 
 
+def test_one_scale_per_run_of_values():
+    # scale [C] with run H W reads like the scale broadcast over a [C, H, W] sample
+    x = np.linspace(-1, 1, 24, dtype=np.float32)
+    per_channel = np.array([0.5, 2.0, 0.25], np.float32)
+    a, b = np.empty((5, 24), np.float32), np.empty((5, 24), np.float32)
+    K.fill(state(), a, x, per_channel, 8)
+    K.fill(state(), b, x, np.repeat(per_channel, 8), 1)
+    np.testing.assert_array_equal(a, b)
+    z = normals(state(), 120).astype(np.float32).reshape(5, 24)
+    np.testing.assert_array_equal(a, x + np.repeat(per_channel, 8) * z)
+
+
 def test_a_read_only_state_is_refused():
     st = state()
     st.flags.writeable = False
     with pytest.raises((TypeError, ValueError, BufferError)):
-        K.fill(st, np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32))
+        K.fill(st, np.empty(4, np.float32), np.zeros(1, np.float32), np.ones(1, np.float32), 1)
 
 
 # ---- the tables ----
@@ -209,7 +224,7 @@ def test_fill_releases_the_gil():
 
         def work():
             started.set()
-            K.fill(state(), out, zero, one)
+            K.fill(state(), out, zero, one, 1)
 
         worker = threading.Thread(target=work)
         worker.start()

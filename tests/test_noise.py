@@ -89,6 +89,21 @@ def test_fill_broadcasts_scale_and_x_like_numpy(generator, scale_shape):
         np.testing.assert_array_equal(got, xv + scale * _draw([5], (2, 3, 4), 4, 1, 1, generator))
 
 
+def test_scale_runs():
+    # the scale as the compiled kernel reads it: s[j // run] at flat position j of the sample
+    for values, shape, count, run in (((), (3, 4, 5), 1, 60), ((3, 1, 1), (3, 4, 5), 3, 20), ((3, 4, 1), (3, 4, 5), 12, 5),
+                                      ((1, 1, 3), (4, 5, 3), 60, 1), ((4, 1), (3, 4, 5), 60, 1),
+                                      ((3, 1, 5), (3, 4, 5), 60, 1), ((), (), 1, 1), ((2,), (2,), 2, 1)):
+        v = np.arange(1, 1 + math.prod(values), dtype=np.float32).reshape(values)
+        got, r = noise.scale_runs(v, shape)
+        assert (got.size, r) == (count, run), (values, shape)
+        j = np.arange(math.prod(shape))
+        np.testing.assert_array_equal(got[j // r], np.broadcast_to(v, shape).reshape(-1))
+    for bad in ((3,), (1, 3, 4, 5)):
+        with pytest.raises(ValueError):
+            noise.scale_runs(np.ones(bad, np.float32), (3, 4, 5))
+
+
 def test_the_generators_give_different_streams():
     if not noise.compiled():
         pytest.skip("onnxcert._kernels is not built")
