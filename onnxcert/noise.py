@@ -11,8 +11,8 @@ the one used (``host_generator()``), and ``--resume`` refuses a journal made wit
   position); about 1.2% take more: the wedge test against exp(-x^2 / 2), and beyond r = 3.654
   Marsaglia's exact tail, so the law is the Gaussian's to double precision, with no truncation.
   The words are consumed strictly in order, so the noise does not depend on how a stream is cut
-  into draws, and the first m samples of a stream are those of any longer draw. 2-3.5 ns per value
-  on the 2-core benchmark machine (benchmarks/bench_noise.py); the kernel releases the GIL, so
+  into draws, and the first m samples of a stream are those of any longer draw. 2.2-3.5 ns per
+  value on the 2-core benchmark machine (benchmarks/README.md); the kernel releases the GIL, so
   the prefetch thread fills the next batch while onnxruntime runs.
 - ``sfc64-box-muller-40bit`` (the NumPy fallback, when the extension is not built, e.g. an install
   without a C compiler; onnxcert says so once per process): a sample of D values takes exactly
@@ -23,7 +23,7 @@ the one used (``host_generator()``), and ``--resume`` refuses a journal made wit
   r cos(theta), the next D - P are r sin(theta) (an odd D drops the last sine). The smallest u1
   is 2^-41, so |z| reaches sqrt(82 ln 2) = 7.54: with 24-bit uniforms it would stop at 5.9. u1 is
   rounded to float32 before the logarithm, a relative error of at most 2^-24 that costs nothing
-  in the tail (u1 < 2^-16 there, exact in float32). 7-9 ns per value.
+  in the tail (u1 < 2^-16 there, exact in float32). 7-14 ns per value.
 
 ``ONNXCERT_HOST_NOISE`` (``auto``, the default, or a generator's name) forces one. The two give
 different streams: results differ between them by sampling error only. Both fill
