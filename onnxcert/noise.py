@@ -86,8 +86,8 @@ def host_generator() -> str:
         return ZIGGURAT
     if not _warned:
         _warned = True
-        log.warning("onnxcert's compiled noise kernel (onnxcert._kernels) is not built: the noise comes from "
-                    "the slower NumPy generator %s (reinstall with a C compiler for %s)", BOX_MULLER, ZIGGURAT)
+        log.warning("warning: the compiled noise kernel (onnxcert._kernels) is not built: the noise comes from "
+                    "the slower NumPy generator %s (reinstall onnxcert with a C compiler for %s)", BOX_MULLER, ZIGGURAT)
     return BOX_MULLER
 
 
