@@ -1,13 +1,18 @@
-"""The host noise draw alone: onnxcert's generator against NumPy's float32 ziggurat (issue 17).
+"""The host noise draw alone: onnxcert's generators against NumPy's float32 ziggurat (issue 17).
 
     python benchmarks/bench_noise.py [--quick] [--repeat 15]
 
 Per sample shape (the 8x8 sample model, a 32x32 RGB image, a 224x224 RGB image), fills one
-batch buffer with ``x + scale * z`` the way the sampler does: ``noise.NoiseStream.fill`` (SFC64,
-Box-Muller with a 40-bit radius; now) and NumPy's ``standard_normal(dtype=float32)`` on PCG64
-plus the same in-place scale and shift (before). The two alternate, fill by fill; per method the
-fastest of ``--repeat`` fills counts, in CPU time of this thread, which other processes on a
-shared machine disturb less than the wall clock. Measured in this run.
+batch buffer with ``x + scale * z`` the way the sampler does, three ways, alternating fill by
+fill:
+- NumPy's ``standard_normal(dtype=float32)`` (a ziggurat) on PCG64, plus the same in-place scale
+  and shift: the host noise before issue 17;
+- ``noise.NoiseStream`` with ``sfc64-box-muller-40bit``: SFC64 words, Box-Muller in NumPy ufuncs,
+  the fallback when the compiled kernel is not built;
+- ``noise.NoiseStream`` with ``sfc64-ziggurat256``: the compiled kernel (``onnxcert._kernels``),
+  the default when built.
+Per method the fastest of ``--repeat`` fills counts, in CPU time of this thread, which other
+processes on a shared machine disturb less than the wall clock. Measured in this run.
 """
 
 from __future__ import annotations
@@ -32,21 +37,29 @@ def legacy_fill(rng: np.random.Generator, batch, x, scale):
 
 
 def measure(shape, values_per_fill: int, repeat: int) -> list[object]:
-    from onnxcert.noise import NoiseStream
+    from onnxcert import noise
 
     batch = np.empty((max(1, values_per_fill // math.prod(shape)), *shape), np.float32)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     scale = np.float32(0.25)
-    ours, theirs = NoiseStream(0, 0, 1), np.random.Generator(np.random.PCG64(0))
-    best = {"numpy": math.inf, "onnxcert": math.inf}
+    theirs = np.random.Generator(np.random.PCG64(0))
+    fills = {"numpy": lambda: legacy_fill(theirs, batch, x, scale)}
+    bm = noise.NoiseStream(0, 0, 1, noise.BOX_MULLER)
+    fills["box-muller"] = lambda: bm.fill(batch, x, scale)
+    if noise.compiled():
+        zig = noise.NoiseStream(0, 0, 1, noise.ZIGGURAT)
+        fills["compiled"] = lambda: zig.fill(batch, x, scale)
+    best = {key: math.inf for key in fills}
     for _ in range(repeat):
-        for key, fill in (("numpy", lambda: legacy_fill(theirs, batch, x, scale)),
-                          ("onnxcert", lambda: ours.fill(batch, x, scale))):
+        for key, fill in fills.items():
             t = time.thread_time()
             fill()
             best[key] = min(best[key], time.thread_time() - t)
     ns = {k: 1e9 * v / batch.size for k, v in best.items()}
-    return [batch.shape[0], batch.size, ns["numpy"], ns["onnxcert"], ns["numpy"] / ns["onnxcert"]]
+    row = [batch.shape[0], batch.size, ns["numpy"], ns["box-muller"]]
+    if "compiled" in ns:
+        return row + [ns["compiled"], ns["numpy"] / ns["compiled"], ns["box-muller"] / ns["compiled"]]
+    return row + ["not built", "-", "-"]
 
 
 def main(argv=None) -> int:
@@ -58,7 +71,8 @@ def main(argv=None) -> int:
     C.print_machine()
     rows = [[name, *measure(shape, values, repeat)] for name, shape in SHAPES.items()]
     print()
-    print(C.table(["sample", "batch", "values", "NumPy ziggurat ns/value", "onnxcert ns/value", "speed-up"], rows))
+    print(C.table(["sample", "batch", "values", "NumPy ziggurat ns/value", "Box-Muller (NumPy) ns/value",
+                   "onnxcert ns/value (compiled ziggurat)", "speed-up vs NumPy ziggurat", "vs Box-Muller"], rows))
     return 0
 
 

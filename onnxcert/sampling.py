@@ -7,10 +7,11 @@ certificates need, so memory is O(n) floats plus one batch, never [n, k].
 
 Seeds: input ``index`` draws its selection noise from ``SeedSequence(seed, spawn_key=(index, 0))``
 and its estimation noise from ``spawn_key=(index, 1)``, with the generator of ``noise`` (SFC64
-bits, Box-Muller). Each sample takes a fixed number of words of its stream, so results do not
-depend on the batch size, the order of the inputs, or how they are split across runs, and the
-first m samples of a stream are the same however many follow. The device path (see fastpath)
-keeps the same properties with a counter-based generator keyed by ``(seed, index, stream)``.
+bits; the compiled ziggurat, or the NumPy Box-Muller when the extension is not built). Each
+stream is consumed in order, so results do not depend on the batch size, the order of the
+inputs, or how they are split across runs, and the first m samples of a stream are the same
+however many follow. The device path (see fastpath) keeps the same properties with a
+counter-based generator keyed by ``(seed, index, stream)``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ import numpy as np
 from .errors import ConfigError, ModelError
 from .fastpath import GENERATOR as FASTPATH_GENERATOR
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
-from .noise import GENERATOR as HOST_GENERATOR
-from .noise import NoiseStream
+from .noise import ZIGGURAT, NoiseStream, host_generator
 from .runtime import Classifier, classifier_proto, open_wrapped
 from .stats.measures import detect_output_kind, to_probabilities
 
+try:
+    from . import _kernels
+except ImportError:  # the measures go the NumPy way, as the noise does (noise.py)
+    _kernels = None
+
 log = logging.getLogger("onnxcert")
+KINDS = {"logits": 0, "probabilities": 1}  # output kinds, as _kernels.measures reads them
 
 SELECTION, ESTIMATION = 0, 1
 # The automatic batch size (benchmarks/README.md): on the CPU, throughput is flat in the batch
@@ -64,8 +70,9 @@ def input_generator(seed: int, index: int, stream: int) -> NoiseStream:
 
 
 def noise_generator(device_noise: bool) -> str:
-    """The name of the noise generator a path uses, for the report's provenance."""
-    return FASTPATH_GENERATOR if device_noise else HOST_GENERATOR
+    """The name of the noise generator a path uses, for the report's provenance and the journal:
+    on the host, the one this process draws with (``noise.host_generator``)."""
+    return FASTPATH_GENERATOR if device_noise else host_generator()
 
 
 def auto_batch_size(sample_shape, n: int, *, budget: int = BATCH_MEMORY_BUDGET,
@@ -92,10 +99,12 @@ class Sampler:
     which and why):
 
     - the host path: ``noise.NoiseStream`` draws the noise, the model returns [B, k] scores,
-      NumPy keeps the measures. With ``prefetch`` a worker thread draws the next batch's noise while the model
-      runs on the current one; one thread draws every batch of a stream in order, so the noise,
-      and every result, is the same as without it. ``prefetch`` None lets the path decide (on
-      for an ONNX classifier, off for a Python callable).
+      ``batch_measures`` and ``column_sums`` keep the measures (one C pass of
+      ``onnxcert._kernels`` with the compiled noise, else NumPy). With ``prefetch`` a worker
+      thread draws the next batch's noise while the model runs on the current one; one thread
+      draws every batch of a stream in order, so the noise, and every result, is the same as
+      without it. ``prefetch`` None lets the path decide (on for an ONNX classifier, off for a
+      Python callable).
     - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
       onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
       computed on the device (see fastpath). The noise comes from another generator than the
@@ -153,9 +162,9 @@ class Sampler:
                 out = self._device_batch(wrapped, key, first, b, 0, where)
                 total = out["column_sums"] if total is None else total + out["column_sums"]
         else:
-            total = None
-            for probs in self._probabilities(input_generator(self.seed, index, SELECTION), self.n0, x_norm, scale, where):
-                total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
+            total, rng = None, input_generator(self.seed, index, SELECTION)
+            for rows in self._rows(rng, self.n0, x_norm, scale, where):
+                total = column_sums(rows, self.output_kind, total, compiled=_compiled(rng))
         return int(np.argmax(total)), int(total.shape[0])
 
     def estimation(self, index: int, x_norm: np.ndarray, scale: np.ndarray, c: int,
@@ -184,13 +193,11 @@ class Sampler:
 
     def _estimate(self, rng, c, count, x_norm, scale, where) -> tuple[np.ndarray, np.ndarray, int]:
         score, margin = np.empty(count), np.empty(count)
-        votes, done = 0, 0
-        for probs in self._probabilities(rng, count, x_norm, scale, where):
-            b = probs.shape[0]
-            votes += int(np.count_nonzero(probs.argmax(axis=1) == c))
-            score[done:done + b] = probs[:, c]
-            probs[:, c] = -np.inf
-            margin[done:done + b] = score[done:done + b] - probs.max(axis=1)
+        votes, done, compiled = 0, 0, _compiled(rng)
+        for rows in self._rows(rng, count, x_norm, scale, where):
+            b = rows.shape[0]
+            votes += batch_measures(rows, self.output_kind, c, score[done:done + b], margin[done:done + b],
+                                    compiled=compiled)
             done += b
         return score, margin, votes
 
@@ -250,7 +257,9 @@ class Sampler:
         self._wrapped[shape] = open_wrapped(clf, proto, OUTPUT_NAMES, INPUT_NAMES)
         return self._wrapped[shape]
 
-    def _probabilities(self, rng, count, x_norm, scale, where):
+    def _rows(self, rng, count, x_norm, scale, where):
+        """The model's outputs [B, k] on the next ``count`` noisy samples, batch by batch; NaN or
+        inf is a ModelError."""
         for batch in self._noisy_batches(rng, count, x_norm, scale):
             rows = self.model(batch)
             if not np.all(np.isfinite(rows)):
@@ -259,7 +268,7 @@ class Sampler:
             self._decide_output_kind(rows)
             if self.on_batch is not None:
                 self.on_batch(batch.shape[0])
-            yield to_probabilities(rows, self.output_kind)
+            yield rows
 
     def _noisy_batches(self, rng, count, x_norm, scale) -> Iterator[np.ndarray]:
         """``x_norm + scale * z`` for the next ``count`` normals z of ``rng``, batch by batch.
@@ -300,6 +309,47 @@ class Sampler:
 
 def _where(index: int, name: str | None) -> str:
     return f"input {index}" + (f" ({name})" if name else "")
+
+
+def _compiled(rng) -> bool:
+    """Whether a stream's measures go through the compiled kernel: with the compiled noise, so
+    that ``ONNXCERT_HOST_NOISE=sfc64-box-muller-40bit`` gives, bit for bit, what an install
+    without the kernel gives."""
+    return _kernels is not None and getattr(rng, "generator", None) == ZIGGURAT
+
+
+def _kernel_rows(rows) -> bool:
+    return (isinstance(rows, np.ndarray) and rows.ndim == 2 and rows.shape[1] >= 1
+            and rows.dtype in (np.float32, np.float64) and rows.flags.c_contiguous)
+
+
+def batch_measures(rows: np.ndarray, kind: str, c: int, score: np.ndarray, margin: np.ndarray, *,
+                   compiled: bool = False) -> int:
+    """One batch's measures for class c (Kumar et al. 2020, Section 4): ``score`` [B] <- h_c,
+    ``margin`` [B] <- h_c - max_{j != c} h_j (float64, written in place), from the model's finite
+    rows [B, k] read as ``kind`` ('logits': softmax in double; 'probabilities': clipped to
+    [0, 1]); returns the votes #{argmax = c} (the first largest wins a tie, as np.argmax).
+    ``compiled``: one pass in C (``onnxcert._kernels.measures``), equal to the NumPy pass to
+    about 1e-16; rows it cannot take (float16, not contiguous) go the NumPy way."""
+    if compiled and _kernel_rows(rows):
+        return _kernels.measures(rows, KINDS[kind], c, score, margin)
+    probs = to_probabilities(rows, kind)
+    votes = int(np.count_nonzero(probs.argmax(axis=1) == c))
+    score[:] = probs[:, c]
+    probs[:, c] = -np.inf
+    margin[:] = score - probs.max(axis=1)
+    return votes
+
+
+def column_sums(rows: np.ndarray, kind: str, total: np.ndarray | None, *, compiled: bool = False) -> np.ndarray:
+    """``total`` (float64 [k], None for zeros) plus the batch's column sums of the rows read as
+    probabilities (see ``batch_measures``): the selection's running sum of the softmax."""
+    if total is None:
+        total = np.zeros(rows.shape[1])
+    if compiled and _kernel_rows(rows):
+        _kernels.column_sums(rows, KINDS[kind], total)
+        return total
+    return total + to_probabilities(rows, kind).sum(axis=0)
 
 
 def _fill(rng: NoiseStream, batch: np.ndarray, x_norm: np.ndarray, scale: np.ndarray) -> np.ndarray:

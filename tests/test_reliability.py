@@ -24,6 +24,7 @@ import onnx_models as om
 from cli_helpers import cli, error_line
 import onnxcert.cli  # noqa: F401  (registers every command)
 from onnxcert import journal as journal_mod
+from onnxcert import noise
 from onnxcert import pipeline
 from onnxcert.journal import FORMAT, read_journal
 
@@ -214,8 +215,44 @@ def test_resume_refuses_a_journal_drawn_with_another_noise_generator(tmp_path, c
     monkeypatch.undo()
     res = cli("run", model, inputs, "--sigma", 0.25, *FAST, "-o", tmp_path / "r.json", "--resume")
     assert res.exit_code == 2, res.output
-    assert "noise_generator differs (journal \"numpy-pcg64-ziggurat\", this run \"sfc64-box-muller-40bit\")" \
+    this_run = noise.host_generator()  # the compiled ziggurat, or the NumPy Box-Muller without it
+    assert f"noise_generator differs (journal \"numpy-pcg64-ziggurat\", this run \"{this_run}\")" \
         in error_line(res)
+
+
+@pytest.mark.skipif(not noise.compiled(), reason="onnxcert._kernels is not built")
+@pytest.mark.parametrize("first, then", [(noise.BOX_MULLER, noise.ZIGGURAT), (noise.ZIGGURAT, noise.BOX_MULLER)])
+def test_resume_refuses_a_journal_of_the_other_host_generator(tmp_path, case, monkeypatch, first, then):
+    # the two host generators (ONNXCERT_HOST_NOISE) draw different streams: a journal of one is
+    # never continued by the other, and each is resumed by itself
+    model, inputs = case
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, first)
+    whole = run(model, inputs, tmp_path / "a.json")
+    assert whole.exit_code == 0, whole.output
+    assert load(tmp_path / "a.json")["provenance"]["noise_generator"] == first
+    kill_after(monkeypatch, 2)
+    assert run(model, inputs, tmp_path / "r.json").exit_code == 130
+    monkeypatch.undo()
+    journal_before = (tmp_path / "r.jsonl").read_bytes()
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, then)
+    res = cli("run", model, inputs, "--sigma", 0.25, *FAST, "-o", tmp_path / "r.json", "--resume")
+    assert res.exit_code == 2, res.output
+    assert f"noise_generator differs (journal \"{first}\", this run \"{then}\")" in error_line(res)
+    assert (tmp_path / "r.jsonl").read_bytes() == journal_before
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, first)
+    res = cli("run", model, inputs, "--sigma", 0.25, *FAST, "-o", tmp_path / "r.json", "--resume")
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "r.json")["records"] == load(tmp_path / "a.json")["records"]
+
+
+@pytest.mark.parametrize("value", ["numpy", "sfc64-ziggurat"])
+def test_an_unknown_host_generator_is_one_error_line(tmp_path, case, monkeypatch, value):
+    model, inputs = case
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, value)
+    res = run(model, inputs, tmp_path / "r.json")
+    assert res.exit_code == 2, res.output
+    assert f"ONNXCERT_HOST_NOISE='{value}' is not a host noise generator" in error_line(res)
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.jsonl").exists()
 
 
 def test_resume_refuses_a_journal_certified_with_another_band_algorithm(tmp_path, case, monkeypatch):

@@ -127,6 +127,29 @@ def test_nan_output_names_the_input():
         s.sample(7, X, SCALE, "cat.png")
 
 
+@pytest.mark.parametrize("generator", ["sfc64-ziggurat256", "sfc64-box-muller-40bit"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad_call", [0, 3])  # the selection's first batch, an estimation batch
+def test_non_finite_output_is_a_model_error_with_either_host_path(monkeypatch, generator, value, bad_call):
+    from onnxcert import noise
+    if generator == noise.ZIGGURAT and not noise.compiled():
+        pytest.skip("onnxcert._kernels is not built")
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, generator)
+    calls = []
+
+    def bad(batch):
+        out = pixel_logits(batch)
+        if len(calls) == bad_call:
+            out[1, 2] = value
+        calls.append(1)
+        return out
+
+    s = Sampler(bad, n0=8, n=40, seed=0, batch_size=4)
+    with pytest.raises(ModelError, match=r"NaN or inf for input 7 \(cat.png\)"):
+        s.sample(7, X, SCALE, "cat.png")
+    assert len(calls) == bad_call + 1
+
+
 def test_auto_batch_size():
     assert auto_batch_size((3, 32, 32), 100_000) == 256  # capped
     assert auto_batch_size((3, 32, 32), 50) == 50  # never more than n

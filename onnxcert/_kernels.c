@@ -1,0 +1,500 @@
+/* onnxcert._kernels: the host path's compiled kernels: the noise (see onnxcert/noise.py), and the
+ * measures of a batch of model outputs (see onnxcert/sampling.py, measures and column_sums below).
+ *
+ * fill(state, out, x, scale, run): out[i] = x[i % D] + scale[(i % D) / run] * z_i for the next
+ * out.size standard normals z_i of an SFC64 stream. state is NumPy's SFC64 state, a uint64[4] array
+ * (a, b, c, counter), updated in place, so the word stream is NumPy's SFC64 stream bit for bit.
+ *
+ * The normals come from a 256-layer ziggurat (Marsaglia and Tsang 2000, "The Ziggurat Method for
+ * Generating Random Variables"), computed in double and stored as float32, with the exact wedge
+ * test and Marsaglia's exact tail (1964): no truncation, the Gaussian law to double precision.
+ * One 64-bit word per attempt: bits 0-7 pick the layer, bit 8 the sign, bits 11-63 the 53-bit
+ * position in the layer. Words are consumed strictly in order, so the noise does not depend on
+ * how a stream is cut into calls, and the first m values are those of any longer draw.
+ *
+ * The arithmetic is plain IEEE double and float (build with -ffp-contract=off: no fused
+ * multiply-add), the tables are constants (tools/make_ziggurat_tables.py), so the values do not
+ * depend on the build machine's instruction set. Only exp and log come from the C library (the
+ * wedge test, about 1 value in 100, and the tail, 1 in 4,000): a library whose result differs
+ * in the last bit would move a decision with probability about 1e-16 per value.
+ * The GIL is released while a call fills.
+ * Only the buffer protocol is used: building needs a C compiler and Python's headers.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "_ziggurat_tables.h"
+
+#define LAYER_MASK 0xffu
+#define SIGN_BIT 0x100u
+#define TO_UNIT 0x1.0p-53 /* 53-bit integer -> [0, 1) */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LIKELY(c) __builtin_expect(!!(c), 1)
+#define NOINLINE __attribute__((noinline))
+#else
+#define LIKELY(c) (c)
+#define NOINLINE
+#endif
+
+typedef struct {
+    uint64_t a, b, c, counter;
+} sfc64;
+
+static uint64_t zig_k[256]; /* accept without a test when the 53-bit position is below k[i] */
+static double zig_w[256];   /* position -> x: x_i 2^-53 */
+static double zig_ws[512];  /* position -> signed x, by the low 9 bits (layer, sign): +-x_i 2^-53 */
+
+static inline uint64_t sfc64_next(sfc64 *g)
+{
+    /* Chris Doty-Humphrey's SFC64, as NumPy runs it */
+    const uint64_t out = g->a + g->b + g->counter++;
+    g->a = g->b ^ (g->b >> 11);
+    g->b = g->c + (g->c << 3);
+    g->c = ((g->c << 24) | (g->c >> 40)) + out;
+    return out;
+}
+
+/* (0, 1]: never 0, so its logarithm is finite */
+static inline double open_unit(sfc64 *g) { return (double)(int64_t)((sfc64_next(g) >> 11) + 1) * TO_UNIT; }
+
+/* |z| given |z| > r: Marsaglia (1964). a = -ln(U1) / r, b = -ln(U2), accepted when 2 b > a^2:
+   the density of r + a is then proportional to exp(-r a - a^2 / 2), i.e. to f(r + a). */
+static double zig_tail(sfc64 *g)
+{
+    for (;;) {
+        const double a = -log(open_unit(g)) / ZIG_R;
+        const double b = -log(open_unit(g));
+        if (b + b > a * a)
+            return ZIG_R + a;
+    }
+}
+
+/* a 53-bit position as a double: through int64, one instruction (uint64 takes a branchy sequence) */
+static inline double position(uint64_t pos) { return (double)(int64_t)pos; }
+
+/* One attempt's fast path (about 98.8% of words): the word's position lies left of x_{layer+1},
+   inside the next layer's width, so under the curve. Bit 8 is the sign, read with the layer as
+   one 9-bit index into the signed widths: no branch on a coin flip. */
+static inline int zig_fast(uint64_t word, double *z)
+{
+    const uint64_t pos = word >> 11;
+    if (LIKELY(pos < zig_k[word & LAYER_MASK])) {
+        *z = position(pos) * zig_ws[word & (LAYER_MASK | SIGN_BIT)];
+        return 1;
+    }
+    return 0;
+}
+
+/* The attempt that zig_fast did not finish, and any that follow it: the base layer's word lies
+   beyond r, so the value comes from the tail; another layer's word lies in its wedge, kept when a
+   uniform height in the layer falls under the curve. A rejected attempt starts over. */
+static NOINLINE double zig_slow(sfc64 *g, uint64_t word)
+{
+    for (;;) {
+        double z;
+        if (zig_fast(word, &z))
+            return z;
+        const unsigned layer = (unsigned)(word & LAYER_MASK);
+        const double sign = (word & SIGN_BIT) ? -1.0 : 1.0;
+        if (layer == 0)
+            return sign * zig_tail(g);
+        const double x = position(word >> 11) * zig_w[layer];
+        const double u = position(sfc64_next(g) >> 11) * TO_UNIT;
+        if (zig_f[layer] + (zig_f[layer + 1] - zig_f[layer]) * u < exp(-0.5 * x * x))
+            return sign * x;
+        word = sfc64_next(g);
+    }
+}
+
+static inline double zig_normal(sfc64 *g)
+{
+    const uint64_t word = sfc64_next(g);
+    double z;
+    return zig_fast(word, &z) ? z : zig_slow(g, word);
+}
+
+/* z <- the next normal of the stream whose state is in the locals a, b, c, counter (so that it
+   stays in registers; the slow path, one value in 80, gets it through memory). A macro, not a
+   function taking their addresses: compilers kept the state in memory then, 10% slower. */
+#define NEXT_NORMAL(z)                                                        \
+    do {                                                                      \
+        const uint64_t word_ = a + b + counter++; /* sfc64_next, by hand */  \
+        a = b ^ (b >> 11);                                                    \
+        b = c + (c << 3);                                                     \
+        c = ((c << 24) | (c >> 40)) + word_;                                  \
+        if (!zig_fast(word_, &(z))) {                                         \
+            sfc64 g_ = {a, b, c, counter};                                    \
+            (z) = zig_slow(&g_, word_);                                       \
+            a = g_.a, b = g_.b, c = g_.c, counter = g_.counter;               \
+        }                                                                     \
+    } while (0)
+
+/* out[r d + j] = x[j] + s_j z for the next n normals z (n a multiple of d), in float arithmetic
+   on z rounded once to float32 (NumPy's float32 z * scale + x, bit for bit). s_j = s[j] when run
+   is 1, else s[j / run]: one scale per run of values (one for all, or one per channel of a
+   [C, H, W] sample), so that a large sample streams one array through the cache, not two. */
+static void fill_values(sfc64 *state, float *out, Py_ssize_t n, const float *x, const float *s, Py_ssize_t d,
+                        Py_ssize_t run)
+{
+    uint64_t a = state->a, b = state->b, c = state->c, counter = state->counter;
+    for (Py_ssize_t i = 0; i < n; i += d) {
+        float *row = out + i;
+        double z;
+        if (run == 1) {
+            for (Py_ssize_t j = 0; j < d; j++) {
+                NEXT_NORMAL(z);
+                row[j] = x[j] + s[j] * (float)z;
+            }
+            continue;
+        }
+        for (Py_ssize_t start = 0; start < d; start += run) {
+            const float scale = s[start / run];
+            for (Py_ssize_t j = start; j < start + run; j++) {
+                NEXT_NORMAL(z);
+                row[j] = x[j] + scale * (float)z;
+            }
+        }
+    }
+    state->a = a, state->b = b, state->c = c, state->counter = counter;
+}
+
+static void init_tables(void)
+{
+    for (int i = 0; i < 256; i++) {
+        zig_w[i] = zig_x[i] * TO_UNIT;
+        zig_ws[i] = zig_w[i];
+        zig_ws[i + 256] = -zig_w[i];
+        /* floor(2^53 x_{i+1} / x_i): every position below it lands left of x_{i+1} */
+        zig_k[i] = (uint64_t)floor(zig_x[i + 1] / zig_x[i] * 0x1.0p53);
+    }
+}
+
+/* ---- buffers ---- */
+
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, const char *kinds, const char *what)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    if (*fmt == '<' || *fmt == '=' || *fmt == '@')
+        fmt++;
+    if (view->itemsize != itemsize || fmt[0] == '\0' || fmt[1] != '\0' || !strchr(kinds, fmt[0])) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous buffer of %zd-byte items '%s', got format '%s'",
+                     what, itemsize, kinds, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_state(PyObject *obj, Py_buffer *view, sfc64 *g)
+{
+    if (get_buffer(obj, view, 1, 8, "QLK", "state") < 0)
+        return -1;
+    if (view->len != 32) {
+        PyErr_SetString(PyExc_ValueError, "state: expected 4 uint64 words (NumPy's SFC64 state)");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    const uint64_t *s = (const uint64_t *)view->buf;
+    g->a = s[0], g->b = s[1], g->c = s[2], g->counter = s[3];
+    return 0;
+}
+
+static void put_state(Py_buffer *view, const sfc64 *g)
+{
+    uint64_t *s = (uint64_t *)view->buf;
+    s[0] = g->a, s[1] = g->b, s[2] = g->c, s[3] = g->counter;
+    PyBuffer_Release(view);
+}
+
+/* ---- functions ---- */
+
+PyDoc_STRVAR(fill_doc,
+"fill(state, out, x, scale, run)\n\n"
+"out[i] = x[i % D] + scale[(i % D) // run] * z_i (float32) for the stream's next out.size\n"
+"normals z_i; x holds D float32 values, scale D / run, and D divides out.size. state\n"
+"(uint64[4]) is advanced in place.");
+
+static PyObject *fill(PyObject *self, PyObject *args)
+{
+    PyObject *st, *o, *xo, *so;
+    Py_ssize_t run;
+    if (!PyArg_ParseTuple(args, "OOOOn:fill", &st, &o, &xo, &so, &run))
+        return NULL;
+    Py_buffer sv, ov, xv, scv;
+    sfc64 g;
+    if (get_state(st, &sv, &g) < 0)
+        return NULL;
+    if (get_buffer(o, &ov, 1, 4, "f", "out") < 0)
+        goto fail_state;
+    if (get_buffer(xo, &xv, 0, 4, "f", "x") < 0)
+        goto fail_out;
+    if (get_buffer(so, &scv, 0, 4, "f", "scale") < 0)
+        goto fail_x;
+    const Py_ssize_t d = xv.len / 4, n = ov.len / 4;
+    if (d == 0 || run < 1 || scv.len / 4 * run != d || n % d != 0) {
+        PyErr_Format(PyExc_ValueError, "fill: x must hold D > 0 values, scale D / run, and D must divide out's %zd "
+                     "(got D = %zd, %zd scales, run %zd)", n, d, scv.len / 4, run);
+        goto fail_scale;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fill_values(&g, (float *)ov.buf, n, (const float *)xv.buf, (const float *)scv.buf, d, run);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&scv);
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&ov);
+    put_state(&sv, &g);
+    Py_RETURN_NONE;
+fail_scale:
+    PyBuffer_Release(&scv);
+fail_x:
+    PyBuffer_Release(&xv);
+fail_out:
+    PyBuffer_Release(&ov);
+fail_state:
+    PyBuffer_Release(&sv);
+    return NULL;
+}
+
+/* the test hooks: raw words, normals in double, the tail alone */
+enum draw_kind { RAW, NORMAL, TAIL };
+
+static PyObject *draw(PyObject *args, const char *name, enum draw_kind kind)
+{
+    PyObject *st, *o;
+    if (!PyArg_ParseTuple(args, "OO", &st, &o))
+        return NULL;
+    Py_buffer sv, ov;
+    sfc64 g;
+    if (get_state(st, &sv, &g) < 0)
+        return NULL;
+    if (get_buffer(o, &ov, 1, 8, kind == RAW ? "QLK" : "d", name) < 0) {
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    const Py_ssize_t n = ov.len / 8;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (kind == RAW)
+            ((uint64_t *)ov.buf)[i] = sfc64_next(&g);
+        else
+            ((double *)ov.buf)[i] = kind == NORMAL ? zig_normal(&g) : zig_tail(&g);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&ov);
+    put_state(&sv, &g);
+    Py_RETURN_NONE;
+}
+
+static PyObject *raw(PyObject *self, PyObject *args) { return draw(args, "out", RAW); }
+static PyObject *normals(PyObject *self, PyObject *args) { return draw(args, "out", NORMAL); }
+static PyObject *tail(PyObject *self, PyObject *args) { return draw(args, "out", TAIL); }
+
+static PyObject *tables(PyObject *self, PyObject *noargs)
+{
+    PyObject *x = PyTuple_New(257), *f = PyTuple_New(257);
+    if (x == NULL || f == NULL)
+        goto fail;
+    for (int i = 0; i < 257; i++) {
+        PyObject *a = PyFloat_FromDouble(zig_x[i]), *b = PyFloat_FromDouble(zig_f[i]);
+        if (a == NULL || b == NULL) {
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(x, i, a);
+        PyTuple_SET_ITEM(f, i, b);
+    }
+    return Py_BuildValue("(NNdd)", x, f, (double)ZIG_R, (double)ZIG_V);
+fail:
+    Py_XDECREF(x);
+    Py_XDECREF(f);
+    return NULL;
+}
+
+/* ---- the host path's measures (see sampling.py): softmax rows, score, margin, votes ---- */
+
+/* p[0 .. k) <- the row as probabilities: 'logits' (kind 0) by a softmax in double with the
+   row's maximum subtracted, as stats.measures.softmax; 'probabilities' (kind 1) clipped to [0, 1] */
+static void row_probabilities(const char *row, int is_double, Py_ssize_t k, int kind, double *p)
+{
+    for (Py_ssize_t j = 0; j < k; j++)
+        p[j] = is_double ? ((const double *)row)[j] : (double)((const float *)row)[j];
+    if (kind == 1) {
+        for (Py_ssize_t j = 0; j < k; j++)
+            p[j] = p[j] < 0.0 ? 0.0 : (p[j] > 1.0 ? 1.0 : p[j]);
+        return;
+    }
+    double top = p[0], sum = 0.0;
+    for (Py_ssize_t j = 1; j < k; j++)
+        top = p[j] > top ? p[j] : top;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        p[j] = exp(p[j] - top);
+        sum += p[j];
+    }
+    for (Py_ssize_t j = 0; j < k; j++)
+        p[j] /= sum;
+}
+
+static int get_rows(PyObject *obj, Py_buffer *view, int *is_double)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    if (*fmt == '<' || *fmt == '=' || *fmt == '@')
+        fmt++;
+    if (view->ndim != 2 || view->shape[1] < 1 || fmt[1] != '\0' || !((fmt[0] == 'f' && view->itemsize == 4) || (fmt[0] == 'd' && view->itemsize == 8))) {
+        PyErr_SetString(PyExc_TypeError, "rows: expected a C-contiguous [B, k >= 1] float32 or float64 array");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *is_double = fmt[0] == 'd';
+    return 0;
+}
+
+PyDoc_STRVAR(measures_doc,
+"measures(rows, kind, c, score, margin) -> votes\n\n"
+"For rows [B, k] (float32 or float64, finite) read as kind 0 'logits' or 1 'probabilities':\n"
+"score[i] = p_ic, margin[i] = p_ic - max_{j != c} p_ij (float64 [B]), and the number of rows\n"
+"whose argmax (the first largest) is c.");
+
+static PyObject *measures(PyObject *self, PyObject *args)
+{
+    PyObject *ro, *so, *mo;
+    int kind;
+    Py_ssize_t c;
+    if (!PyArg_ParseTuple(args, "OinOO:measures", &ro, &kind, &c, &so, &mo))
+        return NULL;
+    Py_buffer rv, sv, mv;
+    int is_double;
+    if (get_rows(ro, &rv, &is_double) < 0)
+        return NULL;
+    const Py_ssize_t b = rv.shape[0], k = rv.shape[1];
+    if (c < 0 || c >= k || (kind != 0 && kind != 1)) {
+        PyErr_SetString(PyExc_ValueError, "measures: c must be a class index and kind 0 or 1");
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (get_buffer(so, &sv, 1, 8, "d", "score") < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    if (get_buffer(mo, &mv, 1, 8, "d", "margin") < 0) {
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *p = PyMem_Malloc((size_t)k * sizeof(double));
+    if (sv.len != b * 8 || mv.len != b * 8 || p == NULL) {
+        if (p == NULL)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_ValueError, "measures: score and margin must hold one float64 per row");
+        PyMem_Free(p);
+        PyBuffer_Release(&mv);
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    Py_ssize_t votes = 0;
+    double *score = (double *)sv.buf, *margin = (double *)mv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < b; i++) {
+        row_probabilities((const char *)rv.buf + i * k * rv.itemsize, is_double, k, kind, p);
+        double other = -INFINITY;
+        Py_ssize_t best = 0;
+        for (Py_ssize_t j = 0; j < k; j++) {
+            if (p[j] > p[best])
+                best = j;
+            if (j != c && p[j] > other)
+                other = p[j];
+        }
+        votes += best == c;
+        score[i] = p[c];
+        margin[i] = p[c] - other;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(p);
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&rv);
+    return PyLong_FromSsize_t(votes);
+}
+
+PyDoc_STRVAR(column_sums_doc,
+"column_sums(rows, kind, total)\n\n"
+"total[j] += sum_i p_ij (float64 [k]) for rows [B, k] read as in measures: the batch's sums\n"
+"first, row by row in order, then added to total.");
+
+static PyObject *column_sums(PyObject *self, PyObject *args)
+{
+    PyObject *ro, *to;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OiO:column_sums", &ro, &kind, &to))
+        return NULL;
+    Py_buffer rv, tv;
+    int is_double;
+    if (get_rows(ro, &rv, &is_double) < 0)
+        return NULL;
+    const Py_ssize_t b = rv.shape[0], k = rv.shape[1];
+    if (get_buffer(to, &tv, 1, 8, "d", "total") < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *p = PyMem_Malloc((size_t)(2 * k) * sizeof(double));
+    if (tv.len != k * 8 || (kind != 0 && kind != 1) || p == NULL) {
+        if (p == NULL)
+            PyErr_NoMemory();
+        else
+            PyErr_SetString(PyExc_ValueError, "column_sums: total must hold one float64 per class, kind 0 or 1");
+        PyMem_Free(p);
+        PyBuffer_Release(&tv);
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    double *sums = p + k, *total = (double *)tv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < b; i++) {
+        row_probabilities((const char *)rv.buf + i * k * rv.itemsize, is_double, k, kind, p);
+        for (Py_ssize_t j = 0; j < k; j++)
+            sums[j] = i == 0 ? p[j] : sums[j] + p[j];
+    }
+    if (b > 0)
+        for (Py_ssize_t j = 0; j < k; j++)
+            total[j] += sums[j];
+    Py_END_ALLOW_THREADS
+    PyMem_Free(p);
+    PyBuffer_Release(&tv);
+    PyBuffer_Release(&rv);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"fill", fill, METH_VARARGS, fill_doc},
+    {"measures", measures, METH_VARARGS, measures_doc},
+    {"column_sums", column_sums, METH_VARARGS, column_sums_doc},
+    {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
+    {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
+    {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},
+    {"_tables", tables, METH_NOARGS, "_tables(): (x[0..256], f[0..256], r, v) of the ziggurat."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "onnxcert._kernels",
+    "onnxcert's compiled host kernels: the SFC64 + ziggurat Gaussian noise (see onnxcert/noise.py).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    init_tables();
+    return PyModule_Create(&module);
+}
