@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import special
@@ -32,6 +33,13 @@ INF = math.inf
 MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
 MERGE_STEP = 1e-3  # merge levels whose Phi^{-1}(p) lie in the same interval of this width
 CHUNK_LEVELS = 1 << 14  # cdf_bounds goes through the levels this many at a time (memory)
+POOL_MIN_TERMS = 1024  # a bound with more finite terms is evaluated pooled (StepBound.pooled)
+POOL_WIDTH = 0.05  # ... in pools of z this wide
+# Phi^(5)(x) = (x^4 - 6 x^2 + 3) phi(x): |Phi^(5)| <= PHI5_SUP = 3 / sqrt(2 pi) (its value at 0)
+# everywhere, and beyond PHI5_PEAK = sqrt(5 + sqrt(10)) (the last zero of Phi^(6)) it is positive
+# and decreasing, so sup_{|x| >= u} |Phi^(5)| <= Phi^(5)(u) for u >= PHI5_PEAK (``_phi5_beyond``)
+PHI5_SUP = 3.0 / math.sqrt(2.0 * math.pi)
+PHI5_PEAK = math.sqrt(5.0 + math.sqrt(10.0))
 
 
 @dataclass(frozen=True)
@@ -105,22 +113,44 @@ class StepBound:
         return cls.build(a, w, phi_inv(p_bar, q_bar), sign, sigma)
 
     def at(self, radii) -> np.ndarray:
-        """The bound at each radius in ``radii``: one dot product per radius, so each value is
-        bit for bit ``at([R])`` alone (a matrix product over several radii may round otherwise,
-        and then at(radii) could put a returned radius 1e-16 below its threshold)."""
+        """The bound at each radius in ``radii``: term by term (``exact_at``), or ``pooled`` for
+        a bound of many terms. One dot product per radius, so each value is bit for bit
+        ``at([R])`` alone (a matrix product over several radii may round otherwise, and then
+        at(radii) could put a returned radius 1e-16 below its threshold)."""
         r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
         if self.z.size == 0:
             return np.full(r.shape, self.a)
         return self._at_each(r)
 
     def _at_scalar(self, radius: float) -> float:
-        return self.a + float(self.widths @ special.ndtr(self.z + self.sign * radius / self.sigma))
+        return float(self._at_each(np.array([float(radius)]))[0])
 
     def _at_each(self, radii: np.ndarray) -> np.ndarray:
-        """``_at_scalar`` at each radius, bit for bit (one dot product per radius: a matrix
-        product over several radii may round differently), with one ``ndtr`` call for all."""
+        """The bound at each radius: ``pooled`` when the bound has one, else ``exact_at``."""
+        pools = self.pooled
+        return self.exact_at(radii) if pools is None else pools.rigorous_at(radii)
+
+    def exact_at(self, radii) -> np.ndarray:
+        """a + sum_j w_j Phi(z_j + sign R / sigma), every term evaluated, at each radius: one
+        dot product per radius (a matrix product over several radii may round differently),
+        with one ``ndtr`` call for all."""
+        radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+        if self.z.size == 0:
+            return np.full(radii.shape, self.a)
         terms = special.ndtr(self.z[None, :] + (self.sign * radii / self.sigma)[:, None])
         return self.a + np.array([self.widths @ row for row in terms])
+
+    @cached_property
+    def pooled(self) -> "_Pools | None":
+        """For a bound of more than POOL_MIN_TERMS finite terms (Theorem 2 at large n): its terms
+        pooled into intervals of z of width POOL_WIDTH, each a fourth-order Taylor expansion
+        about the pool's mean z, with the fifth-order remainder bounded and taken off a lower
+        bound (added to an upper one): a bound that is never less conservative than the sum of
+        every term, looser by at most ``pooled.slack`` (about 1e-11 on the bounds of a run, less in
+        the tails; see ``_Pools``), and some 30x cheaper to evaluate. None: the bound is evaluated term by term."""
+        if np.count_nonzero(np.isfinite(self.z)) <= POOL_MIN_TERMS:
+            return None
+        return _Pools.of(self, POOL_WIDTH, rigorous=True)
 
     def limit(self) -> float:
         """The bound as R -> infinity (lower bounds only): terms with z = +inf stay."""
@@ -180,7 +210,7 @@ class StepBound:
         always holds, and R - h is at most 4e-11 (relative above 1) below the exact root. The
         surrogate only chooses where to evaluate: nothing it says is certified."""
         out = np.full(c.size, np.nan)
-        pools = _Pools.of(self, bins)
+        pools = self.pooled or _Pools.of(self, bins)
         if pools is None:
             return out
         if pools.w.size == 1:  # one finite term (naive): base + w Phi(z + sign R / sigma) = c in closed form
@@ -252,9 +282,13 @@ class _Pools:
     The spread term and its derivative in x are cubic and quartic polynomials in x, their
     coefficients per pool kept (``value_poly``, ``slope_poly``)."""
 
-    def __init__(self, bound: StepBound, w, zb, m2, m3, m4):
+    def __init__(self, bound: StepBound, w, zb, m2, m3, m4, m5=None, reach=None):
         self.bound, self.w, self.zb = bound, w, zb
         self.base = bound.a + float(bound.widths[~np.isfinite(bound.z)].sum())
+        self.total = float(w.sum())
+        self.m5, self.reach = m5, reach  # sum_j w_j |d_j|^5 and max_j |d_j| per pool (rigorous pools)
+        # a rounding allowance for the sums: 64 ulps of the largest value the bound can take
+        self.rounding = 64 * np.finfo(np.float64).eps * (abs(self.base) + self.total)
         # spread(x) = -x m2/2 + (x^2 - 1) m3/6 - (x^3 - 3x) m4/24, highest power first
         self.value_poly = (-m4 / 24.0, m3 / 6.0, m4 / 8.0 - 0.5 * m2, -m3 / 6.0)
         # d/dx [Phi W + phi spread] / phi = W - x spread + spread'
@@ -263,7 +297,9 @@ class _Pools:
         self.scale = bound.sign / bound.sigma
 
     @classmethod
-    def of(cls, bound: StepBound, bins: float) -> "_Pools | None":
+    def of(cls, bound: StepBound, bins: float, rigorous: bool = False) -> "_Pools | None":
+        """Pools of the bound's finite terms in intervals of z of width ``bins``; ``rigorous``
+        also keeps sum_j w_j |d_j|^5 and max_j |d_j| per pool, for the remainder (``slack``)."""
         finite = np.isfinite(bound.z)
         z, w = bound.z[finite], bound.widths[finite]
         if z.size == 0:
@@ -278,10 +314,17 @@ class _Pools:
         zb = np.bincount(inv, w * z) / wb
         d = z - zb[inv]
         wd2 = w * d * d
-        return cls(bound, wb, zb, np.bincount(inv, wd2), np.bincount(inv, wd2 * d), np.bincount(inv, wd2 * d * d))
+        wd4 = wd2 * d * d
+        m5 = reach = None
+        if rigorous:
+            m5 = np.bincount(inv, wd4 * np.abs(d))
+            reach = np.zeros(wb.size)
+            np.maximum.at(reach, inv, np.abs(d))
+        return cls(bound, wb, zb, np.bincount(inv, wd2), np.bincount(inv, wd2 * d), np.bincount(inv, wd4), m5, reach)
 
     def __call__(self, radii) -> tuple[np.ndarray, np.ndarray]:
-        """(value, slope in R) of the surrogate at each radius of an array."""
+        """(value, slope in R) of the surrogate at each radius of an array (with ``slack`` taken
+        off or added, so that a rigorous pool's root is the root of ``rigorous_at``)."""
         x = self.zb + np.asarray(radii, dtype=np.float64)[..., None] * self.scale
         dens = np.exp(-0.5 * x * x)
         dens *= 1.0 / math.sqrt(2.0 * math.pi)
@@ -289,7 +332,45 @@ class _Pools:
         spread *= dens
         slope *= dens
         value = self.base + (special.ndtr(x) @ self.w) + spread.sum(-1)
+        if self.m5 is not None:
+            value += self.bound.sign * self.slack(x)
         return value, slope.sum(-1) * self.scale
+
+    def slack(self, x: np.ndarray) -> np.ndarray:
+        """How far the sum of every term may lie from the Taylor sum, at pool centres ``x``
+        ([..., pools]): the fifth-order remainder, sum_j w_j |Phi^(5)(xi_j)| |d_j|^5 / 120 with
+        xi_j between x and x + d_j, so |xi_j| >= |x| - reach; plus the rounding allowance."""
+        u = np.maximum(np.abs(x) - self.reach, 0.0)
+        return (_phi5_beyond(u) @ self.m5) / 120.0 + self.rounding
+
+    def rigorous_at(self, radii: np.ndarray) -> np.ndarray:
+        """The pooled bound at each radius: the Taylor sum with its remainder bound ``slack``
+        taken off (lower bound, sign -1) or added (upper bound), then kept within what every
+        term sum lies in, [base, base + total]. One dot product per radius (see StepBound.at).
+
+        Per pool, with x = zbar + sign R / sigma and d_j = z_j - zbar (sum_j w_j d_j = 0):
+        sum_j w_j Phi(x + d_j) = W Phi(x) + phi(x) (-x m2/2 + (x^2 - 1) m3/6 - (x^3 - 3x) m4/24)
+        + sum_j w_j Phi^(5)(xi_j) d_j^5 / 120, and ``slack`` bounds the last sum (with
+        |Phi^(5)(xi)| <= PHI5_SUP, or less where every xi of a pool lies far out in a tail). So
+        the sum of every term lies within ``slack`` of the Taylor sum, at each radius."""
+        x = self.zb + np.asarray(radii, dtype=np.float64)[:, None] * self.scale
+        dens = np.exp(-0.5 * x * x)
+        dens *= 1.0 / math.sqrt(2.0 * math.pi)
+        spread = _horner(self.value_poly, x)
+        spread *= dens
+        phi = special.ndtr(x)
+        value = self.base + np.array([row @ self.w + extra.sum() for row, extra in zip(phi, spread)])
+        value += self.bound.sign * self.slack(x)
+        return np.minimum(np.maximum(value, self.base), self.base + self.total)
+
+
+def _phi5_beyond(u: np.ndarray) -> np.ndarray:
+    """An upper bound on sup_{|xi| >= u} |Phi^(5)(xi)| for u >= 0: PHI5_SUP up to PHI5_PEAK,
+    then Phi^(5)(u) itself (positive and decreasing there)."""
+    tail = (u * u - 6.0) * u * u + 3.0
+    tail *= np.exp(-0.5 * u * u)
+    tail *= 1.0 / math.sqrt(2.0 * math.pi)
+    return np.where(u < PHI5_PEAK, PHI5_SUP, tail)
 
 
 def _horner(coefficients, x: np.ndarray) -> np.ndarray:
