@@ -42,7 +42,7 @@ from .sampling import Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
 from .stats.berk_jones import register_band
 from .sequential import DatasetStop, SequentialRun, dataset_stop_possible, make_run, sequential_record_fields
-from .stats.certify import certify_samples
+from .stats.certify import certify_samples, prepare_methods
 from .stats.sequential import certify_sequential
 
 log = logging.getLogger("onnxcert")
@@ -137,6 +137,7 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))
     bands = prepare_bands(band_requests(cfg.settings))
+    prepare_methods(cfg.settings.methods, cfg.settings.n, cfg.settings.alpha)
     return RunSetup(cfg, clf, items, pre, s.batch_size is None, device, strict_inputs, tuple(bands.values()),
                     output_op(proto, clf.output.name))
 

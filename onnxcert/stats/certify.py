@@ -12,7 +12,7 @@ import numpy as np
 
 from .bands import DKWBand
 from .berk_jones import bj_band
-from .confidence import SampleMean, SortedSamples, cdf_bounds, naive_bounds
+from .confidence import SampleMean, SortedSamples, cdf_bounds, naive_bounds, prepare_band
 from .label import LabelCertificate, label_certificate
 from .measures import measure_range
 from .names import METHOD_DESCRIPTIONS, METHODS  # noqa: F401  (re-exported)
@@ -50,6 +50,14 @@ def band_for(method: str, n: int, alpha: float):
     if method == "cdf-bj":
         return bj_band(n, alpha)
     raise ValueError(f"unknown CDF method {method!r}; expected one of {METHODS}")
+
+
+def prepare_methods(methods: Sequence[str], n: int, alpha: float) -> None:
+    """The one-off work of each CDF method's band at (n, alpha) (its tables and count-space plan),
+    done now: a run calls this before sampling, so that its first input costs what the others do."""
+    for method in methods:
+        if method != "naive":
+            prepare_band(band_for(method, n, alpha))
 
 
 def certify_measure(

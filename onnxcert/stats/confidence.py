@@ -228,9 +228,12 @@ class StepBound:
             r0, r1 = points[j - 1], points[j]
             v0, v1 = values[j - 1] - c, values[j] - c
             r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
-            for _ in range(6):  # Newton on the surrogate, inside its grid cell
-                v, slope = pools(r)
-                step = (v - c) / np.where(slope < 0, slope, -np.inf)
+            # Newton on the surrogate, inside its grid cell. A rigorous pool's slack is taken once,
+            # at the start: it moves far less than the bracket check's 2e-11 over the steps
+            target = c if pools.m5 is None else c - self.sign * pools.slack(pools.zb + r[:, None] * pools.scale)
+            for _ in range(6):
+                v, slope = pools(r, slack=False)
+                step = (v - target) / np.where(slope < 0, slope, -np.inf)
                 r = np.minimum(np.maximum(r - step, r0), r1)  # (np.clip costs more, on a few values)
                 if np.all(np.abs(step) <= 1e-13 * np.maximum(1.0, r)):
                     break
@@ -305,26 +308,28 @@ class _Pools:
         if z.size == 0:
             return None
         keys = np.floor(z / bins)
-        if np.all(keys[1:] <= keys[:-1]) or np.all(keys[1:] >= keys[:-1]):  # in order: no sort
-            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-            inv = np.repeat(np.arange(starts.size), np.diff(np.append(starts, z.size)))
-        else:
-            _, inv = np.unique(keys, return_inverse=True)
-        wb = np.bincount(inv, w)
-        zb = np.bincount(inv, w * z) / wb
-        d = z - zb[inv]
+        if not (np.all(keys[1:] <= keys[:-1]) or np.all(keys[1:] >= keys[:-1])):  # pools must be runs
+            order = np.argsort(keys, kind="stable")
+            z, w, keys = z[order], w[order], keys[order]
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        sizes = np.diff(np.append(starts, z.size))
+        wb = np.add.reduceat(w, starts)
+        zb = np.add.reduceat(w * z, starts) / wb
+        d = z - np.repeat(zb, sizes)
         wd2 = w * d * d
         wd4 = wd2 * d * d
         m5 = reach = None
         if rigorous:
-            m5 = np.bincount(inv, wd4 * np.abs(d))
-            reach = np.zeros(wb.size)
-            np.maximum.at(reach, inv, np.abs(d))
-        return cls(bound, wb, zb, np.bincount(inv, wd2), np.bincount(inv, wd2 * d), np.bincount(inv, wd4), m5, reach)
+            ad = np.abs(d)
+            m5 = np.add.reduceat(wd4 * ad, starts)
+            reach = np.maximum.reduceat(ad, starts)
+        return cls(bound, wb, zb, np.add.reduceat(wd2, starts), np.add.reduceat(wd2 * d, starts),
+                   np.add.reduceat(wd4, starts), m5, reach)
 
-    def __call__(self, radii) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, radii, slack: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(value, slope in R) of the surrogate at each radius of an array (with ``slack`` taken
-        off or added, so that a rigorous pool's root is the root of ``rigorous_at``)."""
+        off or added, so that a rigorous pool's root is the root of ``rigorous_at``; the Taylor
+        sum alone with ``slack`` False)."""
         x = self.zb + np.asarray(radii, dtype=np.float64)[..., None] * self.scale
         dens = np.exp(-0.5 * x * x)
         dens *= 1.0 / math.sqrt(2.0 * math.pi)
@@ -332,7 +337,7 @@ class _Pools:
         spread *= dens
         slope *= dens
         value = self.base + (special.ndtr(x) @ self.w) + spread.sum(-1)
-        if self.m5 is not None:
+        if slack and self.m5 is not None:
             value += self.bound.sign * self.slack(x)
         return value, slope.sum(-1) * self.scale
 
@@ -944,6 +949,13 @@ class _CountPlan:
 
 
 _PLANS: dict[object, _CountPlan] = {}
+
+
+def prepare_band(band) -> None:
+    """Build the band's Phi^{-1} table and count-space plan now (each is made once per band and
+    kept): a run calls this before sampling, so that the first input does not pay for them."""
+    _band_table(band)
+    _count_plan(band)
 
 
 def _count_plan(band) -> _CountPlan | None:
