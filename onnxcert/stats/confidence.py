@@ -752,14 +752,19 @@ TABLES_KEPT = 2  # one run certifies with one DKW and one BJ band
 
 
 def _band_table(band) -> _BandTable:
-    """The band's table, kept for the last few bands: a DKWBand by value (certify makes a new
-    one per input), any other band by identity."""
+    """The band's table, kept for the last few bands (``_kept``)."""
+    return _kept(_TABLES, band, _BandTable)
+
+
+def _kept(store: dict, band, make):
+    """``make(band)``, kept in ``store`` for the last TABLES_KEPT bands: a DKWBand by value
+    (certify makes a new one per input), any other band by identity."""
     key = band if type(band) is DKWBand else id(band)
-    hit = _TABLES.get(key)
+    hit = store.get(key)
     if hit is None or (key is not band and hit.band is not band):
-        while len(_TABLES) >= TABLES_KEPT:
-            _TABLES.pop(next(iter(_TABLES), None), None)
-        hit = _TABLES[key] = _BandTable(band)
+        while len(store) >= TABLES_KEPT:
+            store.pop(next(iter(store), None), None)
+        hit = store[key] = make(band)
     return hit
 
 
@@ -960,12 +965,7 @@ def prepare_band(band) -> None:
 
 def _count_plan(band) -> _CountPlan | None:
     """The band's count-space plan, kept like ``_band_table``; None when it does not apply."""
-    key = band if type(band) is DKWBand else id(band)
-    hit = _PLANS.get(key)
-    if hit is None or (key is not band and hit.band is not band):
-        while len(_PLANS) >= TABLES_KEPT:
-            _PLANS.pop(next(iter(_PLANS), None), None)
-        hit = _PLANS[key] = _CountPlan(band)
+    hit = _kept(_PLANS, band, _CountPlan)
     return hit if hit.lower is not None and hit.upper is not None else None
 
 
