@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the repository's exporters/ (not installed), for the ResNets
+    sys.path.insert(0, str(ROOT))
 SAMPLE_MODEL = ROOT / "sample_models" / "digits_sigma0.25.onnx"
 SAMPLE_IMAGES = ROOT / "sample_models" / "digits_test"
 SEED = 0
@@ -51,7 +53,7 @@ def sample_model() -> BenchModel:
 def cohen_model(arch: str) -> BenchModel:
     """Cohen et al.'s ``arch`` with random weights (torch seed 0), normalization folded in,
     exported to the cache on first use."""
-    from onnxcert.exporters.cohen import ARCHITECTURES, DATASETS
+    from exporters.cohen import ARCHITECTURES, DATASETS
 
     ds = DATASETS[ARCHITECTURES[arch][0]]
     shape = (3, ds.size, ds.size)
@@ -66,8 +68,8 @@ def cohen_model(arch: str) -> BenchModel:
 def _export(arch, ds, shape, onnx_path: Path, weights: Path) -> None:
     import torch
 
-    from onnxcert.exporters import export_model
-    from onnxcert.exporters.cohen import get_architecture
+    from exporters import export_model
+    from exporters.cohen import get_architecture
 
     print(f"exporting {arch} with random weights to {onnx_path} (once) ...", file=sys.stderr, flush=True)
     torch.manual_seed(SEED)
@@ -85,7 +87,7 @@ def torch_model(m: BenchModel):
     """The torch network (NormalizeLayer included) that ``m``'s ONNX file was exported from."""
     import torch
 
-    from onnxcert.exporters.cohen import get_architecture
+    from exporters.cohen import get_architecture
 
     net = get_architecture(m.arch)
     net.load_state_dict(torch.load(m.weights, weights_only=True))

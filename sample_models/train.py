@@ -39,7 +39,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the exporters package, when run from a checkout
 
-from onnxcert.exporters import NormalizeLayer, export_model  # noqa: E402
+from exporters import NormalizeLayer, export_model  # noqa: E402
 
 SIGMAS = (0.25, 0.50)
 MEAN, STD = 0.5, 0.5

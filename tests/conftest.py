@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "sample_models" / "digits_test"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_IMAGES = ROOT / "sample_models" / "digits_test"
+if str(ROOT) not in sys.path:  # the repository's exporters/ (not installed) for test_exporters
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -65,10 +65,10 @@ RULES = [
      lambda i: _in(i, "onnxcert") and not _in(i, "onnxcert.stats", "onnxcert.errors")),
     ("only onnxcert.runtime imports onnxruntime",
      lambda m: m != "onnxcert.runtime", lambda i: _in(i, "onnxruntime")),
-    ("only onnxcert.exporters imports torch",
-     lambda m: not _in(m, "onnxcert.exporters"), lambda i: _in(i, "torch")),
-    ("nothing but the exporters themselves imports onnxcert.exporters (torch stays optional)",
-     lambda m: not _in(m, "onnxcert.exporters"), lambda i: _in(i, "onnxcert.exporters")),
+    ("nothing in onnxcert imports torch (it lives in the repository's exporters/)",
+     lambda m: True, lambda i: _in(i, "torch")),
+    ("onnxcert never imports the exporters (torch stays optional)",
+     lambda m: True, lambda i: _in(i, "exporters", "onnxcert.exporters")),
     ("only onnxcert.plot imports matplotlib",
      lambda m: m != "onnxcert.plot", lambda i: _in(i, "matplotlib")),
     ("command modules import cli.options, never each other",
@@ -114,12 +114,12 @@ def test_every_import_of_onnxcert_names_a_module_that_exists():
 @pytest.mark.parametrize("where, line, rule", [
     ("onnxcert/stats/label.py", "from ..runtime import import_ort", "stats is pure"),
     ("onnxcert/stats/bands.py", "import onnxruntime", "only onnxcert.runtime imports onnxruntime"),
-    ("onnxcert/reports/read.py", "def f():\n    import torch", "only onnxcert.exporters imports torch"),
+    ("onnxcert/reports/read.py", "def f():\n    import torch", "nothing in onnxcert imports torch"),
     ("onnxcert/cli/run.py", "from .results import summary_cmd", "command modules import cli.options"),
     ("onnxcert/pipeline.py", "from .cli.options import app", "the CLI is the top"),
     ("onnxcert/reports/metrics.py", "from .. import pipeline", "reading results needs no model"),
     ("onnxcert/config.py", "from .report import Record", "config is below everything"),
-    ("onnxcert/api.py", "import onnxcert.exporters", "nothing but the exporters themselves"),
+    ("onnxcert/api.py", "import exporters", "onnxcert never imports the exporters"),
 ])
 def test_a_planted_bad_import_is_caught(tmp_path, where, line, rule):
     """The checker on a copy of the package with one bad import added."""

@@ -20,11 +20,11 @@ from torch import nn  # noqa: E402
 
 from onnxcert.config import METADATA_KEYS, build_config, metadata_layer  # noqa: E402
 from onnxcert.errors import OnnxCertError  # noqa: E402
-from onnxcert.exporters import (CheckpointError, ExportError, NormalizeLayer, ParityError, check_parity,  # noqa: E402
+from exporters import (CheckpointError, ExportError, NormalizeLayer, ParityError, check_parity,  # noqa: E402
                                 export_model)
-from onnxcert.exporters.__main__ import main as exporters_main  # noqa: E402
-from onnxcert.exporters.checkpoint import load_checkpoint  # noqa: E402
-from onnxcert.exporters.cohen import (DATASETS, export_cohen, get_architecture, load_cohen_checkpoint,  # noqa: E402
+from exporters.__main__ import main as exporters_main  # noqa: E402
+from exporters.checkpoint import load_checkpoint  # noqa: E402
+from exporters.cohen import (DATASETS, export_cohen, get_architecture, load_cohen_checkpoint,  # noqa: E402
                                       sigma_from_path)
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -400,15 +400,13 @@ def test_sigma_from_path(path, sigma):
 
 
 def test_public_names_resolve():
-    import exporters  # the repository's thin entry
-    import onnxcert.exporters as package
+    import exporters as package
 
-    for module in (package, exporters):
-        assert all(getattr(module, name) is not None for name in module.__all__)
-        with pytest.raises(AttributeError):
-            module.no_such_name
-    assert exporters.__all__ == package.__all__ and len(set(package.__all__)) == len(package.__all__)
-    assert exporters.export_model is package.export_model
+    assert all(getattr(package, name) is not None for name in package.__all__)
+    with pytest.raises(AttributeError):
+        package.no_such_name
+    assert len(set(package.__all__)) == len(package.__all__)
+    assert package.export_model.__module__ == "exporters.onnx_export"
 
 
 def test_export_errors_join_the_onnxcert_tree():

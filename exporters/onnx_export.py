@@ -22,10 +22,10 @@ import numpy as np
 import onnx
 import torch
 
-from ..config import METADATA_KEYS, build_config, metadata_layer
-from ..errors import ConfigError
-from ..files import atomic_write_bytes
-from ..runtime import import_ort
+from onnxcert.config import METADATA_KEYS, build_config, metadata_layer
+from onnxcert.errors import ConfigError
+from onnxcert.files import atomic_write_bytes
+from onnxcert.runtime import import_ort
 
 from .errors import ExportError, ParityError
 

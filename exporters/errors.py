@@ -3,7 +3,7 @@
 ::
 
     OnnxCertError (onnxcert.errors)
-    └── ExportError            anything the user can fix; ``python -m onnxcert.exporters`` prints
+    └── ExportError            anything the user can fix; ``python -m exporters`` prints
         │                      one line, exits 1
         ├── CheckpointError    the checkpoint cannot be read, or does not fit the model
         └── ParityError        onnxruntime and torch disagree beyond the stated tolerance
@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ..errors import OnnxCertError
+from onnxcert.errors import OnnxCertError
 
 
 class ExportError(OnnxCertError):

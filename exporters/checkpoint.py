@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from ..files import sha256_file as sha256  # noqa: F401  (re-exported: the one file-hashing helper)
+from onnxcert.files import sha256_file as sha256  # noqa: F401  (re-exported: the one file-hashing helper)
 
 from .errors import CheckpointError
 
