@@ -175,3 +175,16 @@ def test_slack_covers_the_remainder_over_each_pools_reach():
         need = (np.abs(phi5(xi)).max(axis=1) @ pools.m5) / 120.0
         got = pools.slack(x[None, :])[0] - pools.rounding
         assert got >= need * (1 - 1e-9), (t, got, need)
+
+
+def test_minus_infinity_terms_add_nothing_to_the_pooled_bound():
+    """A StepBound made directly (not through build) may hold z = -inf terms: Phi(-inf) = 0, so
+    they add nothing, pooled or not; z = +inf terms add their whole width."""
+    rng = np.random.default_rng(11)
+    z = np.sort(rng.normal(0, 1.5, 3000))
+    w = np.full(z.size, 0.5 / z.size)
+    bound = StepBound(0.0, np.r_[0.2, w, 0.1], np.r_[-np.inf, z, np.inf], -1, 0.5)
+    assert bound.pooled is not None
+    loss = bound.exact_at(RADII) - bound.at(RADII)
+    assert np.all(loss >= -ULP) and loss.max() < 1e-10
+    assert bound.at([50.0])[0] == pytest.approx(0.1, abs=1e-12)

@@ -287,7 +287,7 @@ class _Pools:
 
     def __init__(self, bound: StepBound, w, zb, m2, m3, m4, m5=None, reach=None):
         self.bound, self.w, self.zb = bound, w, zb
-        self.base = bound.a + float(bound.widths[~np.isfinite(bound.z)].sum())
+        self.base = bound.a + float(bound.widths[np.isposinf(bound.z)].sum())  # z = -inf terms add 0
         self.total = float(w.sum())
         self.m5, self.reach = m5, reach  # sum_j w_j |d_j|^5 and max_j |d_j| per pool (rigorous pools)
         # a rounding allowance for the sums: 64 ulps of the largest value the bound can take
