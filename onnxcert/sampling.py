@@ -29,13 +29,10 @@ from .errors import ConfigError, ModelError
 from .fastpath import GENERATOR as FASTPATH_GENERATOR
 from .fastpath import INPUT_NAMES, OUTPUT_NAMES, PathChoice, choose_path, squares_key, wrap_classifier
 from .noise import ZIGGURAT, NoiseStream, host_generator
+from .noise import _kernels  # None when not built: the measures then go the NumPy way, as the noise does
 from .runtime import Classifier, classifier_proto, open_wrapped
 from .stats.measures import detect_output_kind, to_probabilities
 
-try:
-    from . import _kernels
-except ImportError:  # the measures go the NumPy way, as the noise does (noise.py)
-    _kernels = None
 
 log = logging.getLogger("onnxcert")
 KINDS = {"logits": 0, "probabilities": 1}  # output kinds, as _kernels.measures reads them

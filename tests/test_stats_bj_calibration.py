@@ -46,27 +46,20 @@ def exact_crossing(n, ranks, g, digits=60) -> float:
 
 
 def old_crossing(n, ranks, g, **_):
-    """Planted bug: the crossing probability before issue 15, 1 - P(no crossing)."""
-    from scipy import signal, stats
+    """Planted bug: the crossing probability before issue 15, 1 - P(no crossing) (the legacy code
+    that benchmarks/bench_calibration.py times against the new one)."""
+    return _bench_calibration().old_crossing(n, ranks, g)
 
-    probs, offset, t = np.ones(1), 0, 0.0
-    for beta, k in zip(g, ranks):
-        mu = n * (beta - t)
-        if mu > 0:
-            width = int(math.ceil(mu + 12 * math.sqrt(mu) + 20))
-            kernel = stats.poisson.pmf(np.arange(width), mu)
-            probs = signal.oaconvolve(probs, kernel) if probs.size > 64 else np.convolve(probs, kernel)
-        keep = int(k) - offset
-        if keep <= 0:
-            return 1.0
-        probs = np.maximum(probs[:keep], 0.0)
-        low = int(n * beta - 12 * math.sqrt(n * beta)) - offset
-        if low > 0:
-            probs, offset = probs[low:], offset + low
-        t = float(beta)
-    counts = offset + np.arange(probs.size)
-    last = stats.poisson.pmf(n - counts, n * (1.0 - t))
-    return 1.0 - float(np.dot(probs, last) / stats.poisson.pmf(n, n))
+
+def _bench_calibration():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    return importlib.import_module("bench_calibration")
 
 
 @pytest.mark.parametrize("n", SMALL_N)
