@@ -227,14 +227,59 @@ def _fmt(v: object) -> str:
 
 
 def prepare(m: BenchModel, inputs: np.ndarray, *, n0: int, n: int, batch_size: int | None = None,
-            threads: int | None = None, device: str = "cpu"):
-    """onnxcert's RunSetup for ``inputs`` (clean, in [0, 1]) with the given settings."""
+            threads: int | None = None, device: str = "cpu", lanes: int | None = None):
+    """onnxcert's RunSetup for ``inputs`` (clean, in [0, 1]) with the given settings (``lanes``
+    None: onnxcert's automatic choice)."""
     from onnxcert import pipeline
 
     smoothing = {"n0": n0, "n": n, "sigma": 0.25}
     if batch_size:
         smoothing["batch_size"] = batch_size
-    return pipeline.prepare(m.path, inputs, cli={"smoothing": smoothing}, device=device, threads=threads)
+    return pipeline.prepare(m.path, inputs, cli={"smoothing": smoothing}, device=device, threads=threads,
+                            lanes=lanes)
+
+
+_ONE_LANE: dict[int, object] = {}
+
+
+def bare_session(setup):
+    """The session the bare loops run: one caller, all of the setup's threads as onnxruntime
+    intra-op threads (what a user of onnxruntime would run). When onnxcert chose lanes, that is
+    another session of the same model and threads, opened once."""
+    clf = setup.classifier
+    lanes = clf.session_options.get("lanes", 1)
+    if lanes == 1:
+        return clf.session
+    if id(setup) not in _ONE_LANE:
+        from onnxcert.runtime import open_classifier
+
+        threads = clf.session_options["intra_op_num_threads"] * lanes
+        ref = open_classifier(clf.info.path, device="cpu", input_name=clf.input.name, output_name=clf.output.name,
+                              threads=threads, lanes=1)
+        _ONE_LANE[id(setup)] = (setup, ref)
+    return _ONE_LANE[id(setup)][1].session
+
+
+def run_bare_lanes_input(setup, batches: list[np.ndarray]) -> None:
+    """Bare ``session.run`` the way onnxcert's lanes run it: the setup's session (one intra-op
+    thread per lane) called from ``lanes`` threads at once, on one input's batches."""
+    import threading
+
+    clf, s = setup.classifier, setup.config.settings
+    session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
+    b, lanes = setup.batch_size, clf.session_options.get("lanes", 1)
+    sizes = [min(b, c - d) for c in (s.n0, s.n) for d in range(0, c, b)]
+
+    def lane(j):
+        for k in range(j, len(sizes), lanes):
+            session.run(out, {feed_name: batches[j % len(batches)][:sizes[k]]})
+
+    workers = [threading.Thread(target=lane, args=(j,)) for j in range(1, lanes)]
+    for w in workers:
+        w.start()
+    lane(0)
+    for w in workers:
+        w.join()
 
 
 def run_sampling(setup, sampler) -> None:
@@ -266,7 +311,7 @@ def run_bare(setup, batches: list[np.ndarray]) -> None:
     """Bare ``session.run`` on pre-generated batches: the same number and sizes of batches as
     onnxcert's loop for every input, nothing else. The limit a pipeline can reach."""
     clf, s = setup.classifier, setup.config.settings
-    session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
+    session, feed_name, out = bare_session(setup), clf.input.name, [clf.output.name]
     b = setup.batch_size
     sizes = [min(b, c - d) for c in (s.n0, s.n) for d in range(0, c, b)]
     k = 0
@@ -279,7 +324,7 @@ def run_bare(setup, batches: list[np.ndarray]) -> None:
 def run_bare_input(setup, batches: list[np.ndarray]) -> None:
     """``run_bare`` for one input: its n0 + n samples in onnxcert's batch sizes."""
     clf, s = setup.classifier, setup.config.settings
-    session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
+    session, feed_name, out = bare_session(setup), clf.input.name, [clf.output.name]
     b = setup.batch_size
     for k, size in enumerate(min(b, c - d) for c in (s.n0, s.n) for d in range(0, c, b)):
         session.run(out, {feed_name: batches[k % len(batches)][:size]})

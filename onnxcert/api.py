@@ -42,7 +42,7 @@ def _settings_layer(kw: dict) -> dict:
 
 
 def certify_model(model: str | Path, inputs, *, config=None, output: str | Path | None = None,
-                  labels=None, device: str = "auto", threads: int | None = None,
+                  labels=None, device: str = "auto", threads: int | None = None, lanes: int | None = None,
                   output_kind: str | None = None, input_name: str | None = None,
                   output_name: str | None = None, skip: int | None = None, limit: int | None = None,
                   gate=None, sequential: bool = False, dataset_stop: bool = True,
@@ -58,6 +58,7 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
     ``sequential=True`` (``run --gate RULES --sequential``) certifies in looks until each input's
     ``gate`` rules (a YAML path or a sequence of ``gate.Rule``) are decided, and with
     ``dataset_stop`` stops once the rules are settled; check the result with ``gate_report``.
+    ``threads`` and ``lanes``: as ``run --threads/--lanes`` (None: chosen automatically).
     """
     from .config import cli_layer
     from .errors import ConfigError
@@ -75,7 +76,7 @@ def certify_model(model: str | Path, inputs, *, config=None, output: str | Path 
     file_layer = _config_layer(config)
     names = cli_layer(output_kind=output_kind, input_name=input_name, output_name=output_name)
     setup = prepare(model, inputs, file=file_layer, cli=[_settings_layer(dict(settings)), names],
-                    device=device, threads=threads, labels=labels, skip=skip, limit=limit)
+                    device=device, threads=threads, labels=labels, skip=skip, limit=limit, lanes=lanes)
     if sequential:
         setup = with_sequential(setup, rules, dataset_stop=dataset_stop)
     result = certify(setup)

@@ -122,16 +122,20 @@ def batch_bytes(batch: int, sample_shape: Sequence[int]) -> int:
 
 
 def check_batch(batch: int, sample_shape: Sequence[int], *, explicit: bool, source: str = "",
-                memory: int | None = None) -> None:
-    """One batch of ``batch`` samples of ``sample_shape`` must fit in memory. ``source`` names
-    where the shape came from (an image), for the message."""
+                memory: int | None = None, lanes: int = 1) -> None:
+    """One batch of ``batch`` samples of ``sample_shape`` per lane (``lanes`` run at once) must
+    fit in memory. ``source`` names where the shape came from (an image), for the message."""
     dims = "x".join(str(int(d)) for d in sample_shape)
     where = f" ({source})" if source else ""
     if explicit and batch > 1:
         fix = "lower --batch-size (smoothing.batch_size), or leave it out to have it chosen automatically"
     else:
         fix = "set a smaller preprocess.size, or preprocess.resize to scale images down"
-    _room(batch_bytes(batch, sample_shape), f"a batch of {batch:,} sample(s) of shape {dims}{where}", fix, memory)
+    what = f"a batch of {batch:,} sample(s) of shape {dims}{where}"
+    if lanes > 1:
+        what += f" in each of {lanes} lanes (concurrent forward passes)"
+        fix += ", or pass --lanes 1"
+    _room(lanes * batch_bytes(batch, sample_shape), what, fix, memory)
 
 
 def check_threads(threads: int | None, cores: int) -> None:

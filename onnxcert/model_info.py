@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -46,6 +47,7 @@ class ModelInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     metadata: Mapping[str, str] = field(default_factory=dict)
+    weight_bytes: int = 0  # the initializers' and Constant nodes' tensors, by their dims and type
 
 
 def load_proto(path: str | Path):
@@ -96,7 +98,26 @@ def describe_model(path: str | Path, proto=None) -> ModelInfo:
         inputs=tuple(_tensor_info(v) for v in g.input if v.name not in weights),
         outputs=tuple(_tensor_info(v) for v in g.output),
         metadata={p.key: p.value for p in proto.metadata_props},
+        weight_bytes=weight_bytes(proto),
     )
+
+
+def weight_bytes(proto) -> int:
+    """Bytes of the main graph's weights: its initializers and Constant nodes' tensors, counted
+    from their dims and element type (so external data counts without being read)."""
+    from onnx import helper
+
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for node in proto.graph.node if node.op_type == "Constant"
+                for a in node.attribute if a.name == "value" and a.HasField("t")]
+    total = 0
+    for t in tensors:
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except Exception:  # an undefined or exotic element type: count it as 4 bytes
+            itemsize = 4
+        total += itemsize * math.prod(int(d) for d in t.dims)
+    return total
 
 
 def select_input(info: ModelInfo, name: str | None = None) -> TensorInfo:

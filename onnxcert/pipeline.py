@@ -38,7 +38,7 @@ from .preprocess_configs import classes_from_metadata
 from .report import Record, build_report
 from .model_info import describe_model, load_proto, select_input, select_output
 from .runtime import Classifier, open_classifier, ort_version
-from .sampling import Sampler, auto_batch_size, noise_generator
+from .sampling import BATCH_MEMORY_BUDGET, Sampler, auto_batch_size, noise_generator
 from .scores import CertificationResult
 from .stats.berk_jones import register_band
 from .sequential import DatasetStop, SequentialRun, dataset_stop_possible, make_run, sequential_record_fields
@@ -97,7 +97,7 @@ def with_sequential(setup: RunSetup, rules: Sequence, *, dataset_stop: bool = Tr
 def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping | None = None,
             cli: Mapping | Sequence[Mapping] | None = None, device: str = "auto", threads: int | None = None,
             labels=None, strict_inputs: bool = False, input_options: Mapping[str, Any] | None = None,
-            skip: int | None = None, limit: int | None = None) -> RunSetup:
+            skip: int | None = None, limit: int | None = None, lanes: int | None = None) -> RunSetup:
     """Load the model, resolve the configuration (``config.resolve``: ``cli`` > ``file`` > the
     model's metadata > its input shape > defaults), find the inputs, check that preprocessing
     produces what the model takes, and fix the batch size.
@@ -105,6 +105,7 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     Images of a folder that cannot be decoded are skipped with a warning (``iter_records``), or
     are fatal with ``strict_inputs``. ``input_options`` go to ``load_inputs`` (labels_csv,
     csv_columns, npz_keys); ``skip`` and ``limit`` select inputs (``InputSet.select``).
+    ``lanes``: concurrent forward passes (``runtime.choose_lanes``; None chooses).
     """
     proto = load_proto(model)
     info = describe_model(model, proto)
@@ -114,7 +115,7 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     items = items.select(skip, limit)
     pre = Preprocessor(cfg.preprocess)
     clf = open_classifier(model, device=device, input_name=cfg.model.input, output_name=cfg.model.output,
-                          threads=threads, proto=proto, info=info)
+                          threads=threads, proto=proto, info=info, lanes=lanes)
     k = clf.num_classes
     if k is not None:
         check_classes(cfg, items, k)
@@ -127,12 +128,13 @@ def prepare(model: str | Path, inputs: str | Path | np.ndarray, *, file: Mapping
     s = cfg.settings
     if s.n < s.n0:
         log.warning("n=%d estimation samples is fewer than n0=%d selection samples: were they swapped?", s.n, s.n0)
-    batch = s.batch_size or auto_batch_size(largest, max(s.n0, s.n))
+    lanes_run = int(clf.session_options.get("lanes", 1))  # each lane holds a batch: the budget is shared
+    batch = s.batch_size or auto_batch_size(largest, max(s.n0, s.n), budget=BATCH_MEMORY_BUDGET // lanes_run)
     if batch > max(s.n0, s.n):
         log.info("batch size %d is more than the %d samples an input needs: using %d", batch, max(s.n0, s.n),
                  max(s.n0, s.n))
         batch = max(s.n0, s.n)
-    check_batch(batch, largest, explicit=s.batch_size is not None, source=source)
+    check_batch(batch, largest, explicit=s.batch_size is not None, source=source, lanes=lanes_run)
     log.info("%d input(s), sample shape %s, batch size %d%s", len(items), list(shape), batch,
              "" if s.batch_size else " (automatic)")
     cfg = replace(cfg, settings=replace(s, batch_size=batch))

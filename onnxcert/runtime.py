@@ -61,23 +61,50 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     return [CPU]
 
 
-def session_settings(threads: int | None = None) -> dict[str, Any]:
+# Lanes: concurrent forward passes of one intra-op thread each, instead of one pass with T
+# intra-op threads (benchmarks/README.md, "Lanes"). On the 2-core benchmark machine two lanes ran
+# bare onnxruntime 1.04-1.19x faster than two intra-op threads on the 8x8 sample model, 1.08-1.17x
+# on a 32x32 CNN, 1.04x on a 224x224 CNN and 1.03-1.04x on ResNet-110 (6.6 MiB of weights), but
+# 0.80x on ResNet-50 (97 MiB): two copies of its activations and weights stream through the cache.
+# The host's own work per batch (noise, measures) runs beside the other lane's forward pass.
+LANE_WEIGHT_LIMIT = 16 << 20  # bytes of weights up to which lanes are the default on the CPU
+
+
+def choose_lanes(threads: int, *, provider: str, weight_bytes: int, lanes: int | None = None) -> int:
+    """How many forward passes run at once: ``lanes`` when given (1 turns lanes off), else
+    ``threads`` lanes on the CPU provider for a model of at most LANE_WEIGHT_LIMIT bytes of
+    weights, and 1 otherwise (CUDA, large models, one thread)."""
+    if lanes is not None:
+        if lanes < 1:
+            raise ConfigError(f"--lanes must be >= 1, got {lanes}")
+        return int(lanes)
+    if provider != CPU or threads < 2 or weight_bytes > LANE_WEIGHT_LIMIT:
+        return 1
+    return int(threads)
+
+
+def session_settings(threads: int | None = None, lanes: int = 1) -> dict[str, Any]:
     """The session options onnxcert uses, as recorded in the report.
 
-    One intra-op thread per available core: on the 2-core benchmark machine, 2 threads run the
-    CIFAR ResNet-110 and ImageNet ResNet-50 1.9-2x faster than 1 (benchmarks/README.md). Idle
-    intra-op threads sleep instead of spinning: between forward passes the host draws the next
-    batch's noise, and spinning threads take the cores it (and any other process) needs; on the
-    shared benchmark machine that made the small models 1.3-2x faster. One inter-op thread and
-    sequential execution (classifiers are chains), and every graph optimization onnxruntime offers.
+    ``threads`` (default: one per available core) is the cores the forward passes use: on the
+    2-core benchmark machine, 2 threads run the CIFAR ResNet-110 and ImageNet ResNet-50 1.9-2x
+    faster than 1 (benchmarks/README.md). With ``lanes`` > 1 (see ``choose_lanes``) that many
+    forward passes run at once, each with threads // lanes intra-op threads (at least one).
+    Idle intra-op threads sleep instead of spinning: between forward passes the host draws the
+    next batch's noise, and spinning threads take the cores it (and any other process) needs; on
+    the shared benchmark machine that made the small models 1.3-2x faster. One inter-op thread
+    and sequential execution (classifiers are chains), and every graph optimization onnxruntime
+    offers.
     """
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     from .limits import check_threads
 
     check_threads(threads, available_cores())
-    return {"intra_op_num_threads": int(threads or available_cores()), "inter_op_num_threads": 1,
-            "execution_mode": "sequential", "graph_optimization_level": "all", "allow_spinning": False}
+    total = int(threads or available_cores())
+    return {"intra_op_num_threads": max(1, total // lanes) if lanes > 1 else total, "inter_op_num_threads": 1,
+            "execution_mode": "sequential", "graph_optimization_level": "all", "allow_spinning": False,
+            "lanes": int(lanes)}
 
 
 def _session_options(ort, settings: Mapping[str, Any]):
@@ -192,11 +219,12 @@ class Classifier:
 
 def open_classifier(path: str | Path, *, device: str = "auto", input_name: str | None = None,
                     output_name: str | None = None, threads: int | None = None,
-                    proto=None, info: ModelInfo | None = None) -> Classifier:
+                    proto=None, info: ModelInfo | None = None, lanes: int | None = None) -> Classifier:
     """Load ``path`` into an onnxruntime session on ``device`` (auto | cpu | cuda).
 
     The provider actually used is logged and kept in ``Classifier.provider``; ``--device cuda``
-    that ends up on the CPU is an error, never a silent fallback.
+    that ends up on the CPU is an error, never a silent fallback. ``lanes``: see ``choose_lanes``
+    (None: the automatic choice).
     """
     ort = import_ort()
     proto = load_proto(path) if proto is None else proto
@@ -204,7 +232,9 @@ def open_classifier(path: str | Path, *, device: str = "auto", input_name: str |
     check_model(proto, path)  # external data inside the model's folder, no custom domains
     inp, out = select_input(info, input_name), select_output(info, output_name)
     providers = choose_providers(device, ort.get_available_providers())
-    settings = session_settings(threads)
+    cores = int(threads or available_cores())
+    chosen = choose_lanes(cores, provider=providers[0], weight_bytes=info.weight_bytes, lanes=lanes)
+    settings = session_settings(threads, chosen)
     fallback = lambda: _new_session(ort, str(path), settings, providers, path)  # noqa: E731
 
     fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
@@ -229,8 +259,8 @@ def open_classifier(path: str | Path, *, device: str = "auto", input_name: str |
                          "(are the CUDA and cuDNN libraries installed?)")
     if providers[0] == CUDA and used != CUDA:
         log.warning("CUDA was offered but onnxruntime fell back to %s", used)
-    log.info("model %s: provider %s, %d intra-op threads", Path(path).name, used,
-             settings["intra_op_num_threads"])
+    log.info("model %s: provider %s, %d intra-op thread(s)%s", Path(path).name, used,
+             settings["intra_op_num_threads"], f" in each of {settings['lanes']} lanes" if settings["lanes"] > 1 else "")
     return Classifier(info=info, input=inp, output=out, session=session, provider=used,
                       providers=providers, settings=settings, fixed_batch=fixed, batch_mode=mode,
                       fallback=fallback)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -89,7 +90,8 @@ class Sampler:
 
     ``model`` maps a float32 batch [B, ...] (normalized) to class scores [B, k]. ``output_kind``
     'auto' is decided once, from the first batch the sampler sees; the read-only
-    ``self.output_kind`` reports it. ``on_batch(count)`` is called after every forward pass.
+    ``self.output_kind`` reports it. ``on_batch(count)`` is called after every forward pass (with
+    lanes, from the calling thread, with the samples every lane finished since the last call).
     The noise level arrives with each input, as ``scale`` = sigma / std (see ``sample``).
 
     Two ways to run, chosen by ``fastpath.choose_path`` from the provider (``self.path`` says
@@ -101,7 +103,11 @@ class Sampler:
       thread draws the next batch's noise while the model runs on the current one; one thread
       draws every batch of a stream in order, so the noise, and every result, is the same as
       without it. ``prefetch`` None lets the path decide (on for an ONNX classifier, off for a
-      Python callable).
+      Python callable). With ``lanes`` > 1 (None: the classifier's ``session_options['lanes']``,
+      see ``runtime.choose_lanes``; 1 for a Python callable) the estimation batches run that
+      many at a time, one per thread: each lane draws its batch's noise under a lock, in batch
+      order, then runs the model and its measures while the others do the same. The noise of
+      every sample, and so every result, is the same as with one lane.
     - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
       onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
       computed on the device (see fastpath). The noise comes from another generator than the
@@ -111,7 +117,7 @@ class Sampler:
     def __init__(self, model: Callable[[np.ndarray], np.ndarray], *, n0: int, n: int,
                  seed: int, batch_size: int, output_kind: str = "auto",
                  on_batch: Callable[[int], None] | None = None, prefetch: bool | None = None,
-                 device_noise: str = "auto"):
+                 device_noise: str = "auto", lanes: int | None = None):
         self.model, self.n0, self.n, self.seed = model, n0, n, seed
         self.batch_size, self._output_kind, self.on_batch = int(batch_size), output_kind, on_batch
         self.device_noise = device_noise
@@ -122,6 +128,13 @@ class Sampler:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid: int | None = None
         self._wrapped: dict[tuple[int, ...], object] = {}
+        if lanes is None:
+            lanes = model.session_options.get("lanes", 1) if isinstance(model, Classifier) else 1
+        if int(lanes) < 1:
+            raise ConfigError(f"lanes must be >= 1, got {lanes}")
+        self.lanes = int(lanes)
+        self._lane_pool: ThreadPoolExecutor | None = None
+        self._lane_pool_key: tuple[int | None, int] | None = None
 
     @property
     def output_kind(self) -> str:
@@ -191,12 +204,96 @@ class Sampler:
     def _estimate(self, rng, c, count, x_norm, scale, where) -> tuple[np.ndarray, np.ndarray, int]:
         score, margin = np.empty(count), np.empty(count)
         votes, done, compiled = 0, 0, _compiled(rng)
+        sizes = self._sizes(count)
+        if self.lanes > 1 and len(sizes) > 1 and self._lanes_ready():
+            return score, margin, self._estimate_lanes(rng, c, sizes, x_norm, scale, where, score, margin, compiled)
         for rows in self._rows(rng, count, x_norm, scale, where):
             b = rows.shape[0]
             votes += batch_measures(rows, self.output_kind, c, score[done:done + b], margin[done:done + b],
                                     compiled=compiled)
             done += b
         return score, margin, votes
+
+    def _sizes(self, count: int) -> list[int]:
+        return [min(self.batch_size, count - done) for done in range(0, count, self.batch_size)]
+
+    def _lanes_ready(self) -> bool:
+        """Lanes start once the first batch has decided what single-lane code decides on it: the
+        output kind, and a made-dynamic classifier's check of its batch dimension."""
+        return self._output_kind != "auto" and getattr(self.model, "_checked", True)
+
+    def _estimate_lanes(self, rng, c, sizes, x_norm, scale, where, score, margin, compiled) -> int:
+        """The estimation batches ``sizes`` on ``self.lanes`` threads (this one and lanes - 1
+        workers); returns the votes, with score and margin written in place.
+
+        Batch k's noise is the stream's k-th block: a lane takes the next k and draws its noise
+        under one lock, so the blocks are drawn in order whichever lane runs them. Progress is
+        reported from this thread only. The first error of any lane (a model error, an interrupt
+        here) stops every lane after its current batch and is raised once they all have stopped,
+        so no worker writes into the buffers or the results after this returns."""
+        starts = [0]
+        for b in sizes:
+            starts.append(starts[-1] + b)
+        bufs = self._buffers(x_norm.shape, self.lanes)
+        lock, stop = threading.Lock(), threading.Event()
+        state = {"next": 0, "done": 0, "reported": 0}
+        votes = [0] * len(sizes)
+        errors: list[BaseException] = []
+
+        def step(buf: np.ndarray) -> bool:
+            """The next batch on this lane; False when none is left."""
+            with lock:
+                k = state["next"]
+                if k == len(sizes):
+                    return False
+                state["next"] = k + 1
+                batch = _fill(rng, buf[:sizes[k]], x_norm, scale)
+            rows = self.model(batch)
+            if not np.all(np.isfinite(rows)):
+                raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+            lo, hi = starts[k], starts[k + 1]
+            votes[k] = batch_measures(rows, self.output_kind, c, score[lo:hi], margin[lo:hi], compiled=compiled)
+            with lock:
+                state["done"] += hi - lo
+            return True
+
+        def worker(buf: np.ndarray) -> None:
+            try:
+                while not stop.is_set() and step(buf):
+                    pass
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                errors.append(exc)
+                stop.set()
+
+        def report() -> None:
+            if self.on_batch is not None:
+                with lock:
+                    new, state["reported"] = state["done"] - state["reported"], state["done"]
+                if new:
+                    self.on_batch(new)
+
+        pool = self._lanes_pool()
+        futures = [pool.submit(worker, bufs[j]) for j in range(1, self.lanes)]
+        try:
+            while not stop.is_set() and step(bufs[0]):
+                report()
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for f in futures:
+                f.exception()  # wait: a worker is at most one batch from stopping
+        if errors:
+            raise errors[0]
+        report()
+        return sum(votes)
+
+    def _lanes_pool(self) -> ThreadPoolExecutor:
+        key = (os.getpid(), self.lanes)
+        if self._lane_pool is None or self._lane_pool_key != key:  # a forked child needs its own threads
+            self._lane_pool = ThreadPoolExecutor(max_workers=self.lanes - 1, thread_name_prefix="onnxcert-lane")
+            self._lane_pool_key = key
+        return self._lane_pool
 
     def _estimate_on_device(self, wrapped, index, c, start, stop, where) -> tuple[np.ndarray, np.ndarray, int]:
         key, votes = squares_key(self.seed, index, ESTIMATION), 0
@@ -273,7 +370,7 @@ class Sampler:
         A yielded batch stays valid until the next one is asked for: with prefetch, the worker
         fills the other buffer meanwhile.
         """
-        sizes = [min(self.batch_size, count - done) for done in range(0, count, self.batch_size)]
+        sizes = self._sizes(count)
         if not self.prefetch or len(sizes) == 1:
             buf = self._buffers(x_norm.shape, 1)[0]
             for b in sizes:

@@ -40,10 +40,54 @@ def test_unknown_device():
 def test_session_settings_are_explicit():
     s = session_settings(3)
     assert s == {"intra_op_num_threads": 3, "inter_op_num_threads": 1, "execution_mode": "sequential",
-                 "graph_optimization_level": "all", "allow_spinning": False}
+                 "graph_optimization_level": "all", "allow_spinning": False, "lanes": 1}
     assert session_settings()["intra_op_num_threads"] >= 1
     with pytest.raises(ConfigError, match="0"):
         session_settings(0)
+    # lanes share the threads: each lane's session runs threads // lanes intra-op threads, at least one
+    assert session_settings(4, 2)["intra_op_num_threads"] == 2 and session_settings(4, 2)["lanes"] == 2
+    assert session_settings(3, 2)["intra_op_num_threads"] == 1
+    assert session_settings(2, 4)["intra_op_num_threads"] == 1
+
+
+def test_choose_lanes():
+    from onnxcert.runtime import LANE_WEIGHT_LIMIT, choose_lanes
+
+    small, big = LANE_WEIGHT_LIMIT, LANE_WEIGHT_LIMIT + 1
+    assert choose_lanes(2, provider=CPU, weight_bytes=small) == 2
+    assert choose_lanes(4, provider=CPU, weight_bytes=0) == 4
+    assert choose_lanes(2, provider=CPU, weight_bytes=big) == 1  # ResNet-50-sized: one pass, all threads
+    assert choose_lanes(1, provider=CPU, weight_bytes=0) == 1
+    assert choose_lanes(2, provider=CUDA, weight_bytes=0) == 1
+    assert choose_lanes(2, provider=CPU, weight_bytes=big, lanes=3) == 3  # the user's choice wins
+    assert choose_lanes(4, provider=CPU, weight_bytes=0, lanes=1) == 1
+    with pytest.raises(ConfigError, match="--lanes must be >= 1, got 0"):
+        choose_lanes(2, provider=CPU, weight_bytes=0, lanes=0)
+
+
+def test_weight_bytes_counts_initializers_and_constants():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from onnxcert.model_info import weight_bytes
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3, 5], [0.0] * 15)
+    h = helper.make_tensor("h", TensorProto.FLOAT16, [7], [0.0] * 7)
+    const = helper.make_node("Constant", [], ["k"], value=helper.make_tensor("k", TensorProto.DOUBLE, [2, 2], [0.0] * 4))
+    node = helper.make_node("Add", ["x", "k"], ["y"])
+    g = helper.make_graph([const, node], "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 2])], initializer=[w, h])
+    assert weight_bytes(helper.make_model(g)) == 15 * 4 + 7 * 2 + 4 * 8
+    assert weight_bytes(onnx.ModelProto()) == 0
+
+
+def test_open_classifier_chooses_lanes_for_small_models(tmp_path):
+    path = om.channel_means(tmp_path / "m.onnx")
+    clf = open_classifier(path, device="cpu", threads=2)
+    assert clf.session_options["lanes"] == 2 and clf.session_options["intra_op_num_threads"] == 1
+    one = open_classifier(path, device="cpu", threads=2, lanes=1)
+    assert one.session_options["lanes"] == 1 and one.session_options["intra_op_num_threads"] == 2
+    assert open_classifier(path, device="cpu", threads=1).session_options["lanes"] == 1
 
 
 def test_missing_onnxruntime_names_the_extra(monkeypatch):

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, InputError
-from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force,
+from .options import (DEFAULT_REPORT, Alpha, Backend, BatchSize, ClassesOpt, ConfigOpt, DatasetStop, Device, Force, Lanes,
                       GateRules, GpusPerWorker, Html, html_path, InputName, Junit, LabelColumns, LabelsCsv, Limit, MarginTh,
                       Measures, Methods, N, N0, NpzKeys, Output, OutputKind, OutputName, PreprocessFrom, Quiet, Radii,
                       RayAddress, Resume, ScoreTh, Seed, Sequential, Sigma, Skip, StrictInputs, Threads, Workers, app,
@@ -54,7 +54,7 @@ def run_cmd(
     seed: Seed = None, measures: Measures = None, methods: Methods = None,
     score_thresholds: ScoreTh = None, margin_thresholds: MarginTh = None, radii: Radii = None,
     config: ConfigOpt = None, output: Output = None, output_kind: OutputKind = None, device: Device = "auto",
-    input_name: InputName = None, output_name: OutputName = None, threads: Threads = None,
+    input_name: InputName = None, output_name: OutputName = None, threads: Threads = None, lanes: Lanes = None,
     force: Force = False, resume: Resume = False, strict_inputs: StrictInputs = False,
     gate: GateRules = None, junit: Junit = None, backend: Backend = "local", address: RayAddress = None,
     workers: Workers = None, num_gpus_per_worker: GpusPerWorker = None, html: Html = None,
@@ -81,10 +81,13 @@ def run_cmd(
         raise ConfigError("--sequential needs --gate RULES.yaml: the rules say when an input is decided")
     if dataset_stop is not None and not sequential:
         raise ConfigError(f"--{'' if dataset_stop else 'no-'}dataset-stop only applies with --sequential")
+    if lanes is not None and backend != "local":
+        raise ConfigError("--lanes only applies to --backend local (Ray workers choose their lanes from --threads)")
     remote = _backend(backend, address, workers, num_gpus_per_worker, device, threads)
     setup = pipeline.prepare(model, inputs, file=load_yaml(config) if config else None,
                              cli=[model_layer_flags(classes, preprocess_from), flags, names],
-                             device="cpu" if remote else device, threads=None if remote else threads, strict_inputs=strict_inputs,
+                             device="cpu" if remote else device, threads=None if remote else threads, lanes=lanes,
+                             strict_inputs=strict_inputs,
                              input_options=input_options(labels_csv, label_columns, npz_keys), skip=skip, limit=limit)
     _print_mapping(setup)
     if rules:

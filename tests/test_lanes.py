@@ -1,0 +1,187 @@
+"""Lanes: estimation batches run several at a time, one per thread (sampling.Sampler, runtime.choose_lanes).
+
+What must hold: every sample's noise, and so every score, margin and vote, is the one lane's;
+an error in any lane is raised, once, after every lane has stopped; progress comes from the
+calling thread and adds up to the samples run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import onnx_models as om
+from onnxcert import noise
+from onnxcert.errors import ConfigError, ModelError
+from onnxcert.sampling import Sampler
+
+from test_sampling import SCALE, X, pixel_logits
+
+GENERATORS = ["sfc64-ziggurat256", "sfc64-box-muller-40bit"]
+
+
+def _generator(monkeypatch, generator):
+    if generator == noise.ZIGGURAT and not noise.compiled():
+        pytest.skip("onnxcert._kernels is not built")
+    monkeypatch.setenv(noise.HOST_NOISE_ENV, generator)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+@pytest.mark.parametrize("lanes", [2, 3, 5])
+@pytest.mark.parametrize("batch_size, n", [(7, 1001), (50, 200), (64, 65)])
+def test_lanes_give_the_one_lane_results_bit_for_bit(monkeypatch, generator, lanes, batch_size, n):
+    _generator(monkeypatch, generator)
+    one = Sampler(pixel_logits, n0=37, n=n, seed=4, batch_size=batch_size, lanes=1).sample(3, X, SCALE)
+    many = Sampler(pixel_logits, n0=37, n=n, seed=4, batch_size=batch_size, lanes=lanes).sample(3, X, SCALE)
+    assert (many.prediction, many.votes, many.n_classes) == (one.prediction, one.votes, one.n_classes)
+    assert np.array_equal(many.score, one.score) and np.array_equal(many.margin, one.margin)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_lanes_keep_a_sequential_run_s_draws_a_prefix(monkeypatch, generator):
+    """Draws in pieces (a sequential run's looks) with lanes give the one-lane fixed-n draw."""
+    _generator(monkeypatch, generator)
+    whole = Sampler(pixel_logits, n0=10, n=300, seed=1, batch_size=16, lanes=1)
+    c, _ = whole.select(0, X, SCALE)
+    ref = whole.estimation(0, X, SCALE, c)(0, 300)
+    s = Sampler(pixel_logits, n0=10, n=300, seed=1, batch_size=16, lanes=2)
+    assert s.select(0, X, SCALE)[0] == c
+    draw = s.estimation(0, X, SCALE, c)
+    parts = [draw(a, b) for a, b in ((0, 50), (50, 170), (170, 300))]
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), ref[0])
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), ref[1])
+    assert sum(p[2] for p in parts) == ref[2]
+
+
+def test_two_batches_are_in_flight_at_once():
+    """The model's first two estimation calls wait for each other: with one batch at a time the
+    barrier breaks (after its timeout) and the run fails."""
+    barrier = threading.Barrier(2, timeout=60)
+    calls, threads = [], set()
+    lock = threading.Lock()
+
+    def model(batch):
+        with lock:
+            k = len(calls)
+            calls.append(k)
+            threads.add(threading.get_ident())
+        if 1 <= k <= 2:  # call 0 is the selection batch
+            barrier.wait()
+        return pixel_logits(batch)
+
+    got = Sampler(model, n0=4, n=40, seed=0, batch_size=4, lanes=2).sample(0, X, SCALE)
+    assert len(calls) == 1 + 10 and len(threads) == 2
+    assert got.score.shape == (40,)
+
+
+def test_progress_is_reported_from_the_calling_thread_and_adds_up():
+    main, seen = threading.get_ident(), []
+
+    def on_batch(count):
+        assert threading.get_ident() == main
+        seen.append(count)
+
+    s = Sampler(pixel_logits, n0=37, n=1001, seed=0, batch_size=10, lanes=3, on_batch=on_batch)
+    s.sample(0, X, SCALE)
+    assert sum(seen) == 37 + 1001 and all(c > 0 for c in seen)
+
+
+@pytest.mark.parametrize("bad_call", [1, 2, 7, 10])  # estimation calls, on either lane
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_non_finite_batch_on_any_lane_is_a_model_error(bad_call, value):
+    lock, calls, active = threading.Lock(), [], []
+
+    def bad(batch):
+        with lock:
+            k = len(calls)
+            calls.append(k)
+            active.append(1)
+        try:
+            out = pixel_logits(batch)
+            if k == bad_call:
+                out[0, 1] = value
+            return out
+        finally:
+            with lock:
+                active.pop()
+
+    s = Sampler(bad, n0=4, n=40, seed=0, batch_size=4, lanes=2)
+    with pytest.raises(ModelError, match=r"NaN or inf for input 7 \(cat.png\)"):
+        s.sample(7, X, SCALE, "cat.png")
+    assert not active  # every lane stopped before the error reached the caller
+
+
+def test_an_exception_in_a_worker_lane_reaches_the_caller():
+    main = threading.get_ident()
+
+    def model(batch):
+        if threading.get_ident() != main:
+            raise RuntimeError("boom in a lane")
+        return pixel_logits(batch)
+
+    with pytest.raises(RuntimeError, match="boom in a lane"):
+        Sampler(model, n0=4, n=400, seed=0, batch_size=4, lanes=2).sample(0, X, SCALE)
+
+
+def test_an_interrupt_stops_every_lane_before_it_is_raised():
+    """The worker lane's batches wait until the interrupt is on its way (so that the worker
+    cannot finish the input first), then it must stop after its current batch."""
+    lock, active, calls, main = threading.Lock(), [], [], threading.get_ident()
+    interrupted = threading.Event()
+
+    def model(batch):
+        with lock:
+            active.append(1)
+            calls.append(1)
+        try:
+            if threading.get_ident() != main:
+                interrupted.wait(60)
+            return pixel_logits(batch)
+        finally:
+            with lock:
+                active.pop()
+
+    def on_batch(count):
+        if len(calls) > 3:
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    s = Sampler(model, n0=4, n=4000, seed=0, batch_size=4, lanes=2, on_batch=on_batch)
+    with pytest.raises(KeyboardInterrupt):
+        s.sample(0, X, SCALE)
+    assert not active
+    assert len(calls) <= 6  # the selection batch, then at most a few before both lanes saw the stop
+    # the sampler still works afterwards, and gives the one-lane answer
+    s.on_batch = None
+    again = s.sample(0, X, SCALE)
+    ref = Sampler(pixel_logits, n0=4, n=4000, seed=0, batch_size=4, lanes=1).sample(0, X, SCALE)
+    assert np.array_equal(again.score, ref.score) and again.votes == ref.votes
+
+
+def test_lanes_must_be_positive():
+    with pytest.raises(ConfigError, match="lanes must be >= 1, got 0"):
+        Sampler(pixel_logits, n0=4, n=4, seed=0, batch_size=4, lanes=0)
+
+
+def test_a_python_model_runs_one_lane_unless_asked():
+    assert Sampler(pixel_logits, n0=4, n=4, seed=0, batch_size=4).lanes == 1
+
+
+def test_pipeline_records_with_lanes_equal_one_lane(tmp_path):
+    """End to end on an ONNX model that onnxcert runs in lanes by default: same records."""
+    from onnxcert import pipeline
+
+    path = om.channel_means(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).random((3, 3, 6, 5), dtype=np.float32)
+    records = {}
+    for lanes in (1, 2):
+        setup = pipeline.prepare(path, x, cli={"smoothing": {"n0": 20, "n": 300, "batch_size": 16, "sigma": 0.25}},
+                                 device="cpu", threads=2, lanes=lanes)
+        assert setup.classifier.session_options["lanes"] == lanes
+        sampler = pipeline.make_sampler(setup)
+        assert sampler.lanes == lanes
+        records[lanes] = [r for r in pipeline.iter_records(setup, sampler)]
+    assert len(records[1]) == len(records[2]) == 3
+    assert [r.to_dict() for r in records[1]] == [r.to_dict() for r in records[2]]
