@@ -132,10 +132,10 @@ def check_batch(batch: int, sample_shape: Sequence[int], *, explicit: bool, sour
     else:
         fix = "set a smaller preprocess.size, or preprocess.resize to scale images down"
     what = f"a batch of {batch:,} sample(s) of shape {dims}{where}"
-    if lanes > 1:
-        what += f" in each of {lanes} lanes (concurrent forward passes)"
-        fix += ", or pass --lanes 1"
-    _room(lanes * batch_bytes(batch, sample_shape), what, fix, memory)
+    _room(batch_bytes(batch, sample_shape), what, fix, memory)
+    if lanes > 1:  # one batch fits, but each lane holds one
+        _room(lanes * batch_bytes(batch, sample_shape), f"{what} in each of {lanes} lanes (concurrent forward passes)",
+              fix + ", or pass --lanes 1", memory)
 
 
 def check_threads(threads: int | None, cores: int) -> None:

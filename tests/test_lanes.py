@@ -187,3 +187,17 @@ def test_pipeline_records_with_lanes_equal_one_lane(tmp_path):
         records[lanes] = [r for r in pipeline.iter_records(setup, sampler)]
     assert len(records[1]) == len(records[2]) == 3
     assert [r.to_dict() for r in records[1]] == [r.to_dict() for r in records[2]]
+
+
+def test_memory_check_counts_one_batch_per_lane():
+    from onnxcert.limits import batch_bytes, check_batch
+
+    one = batch_bytes(64, (3, 32, 32))
+    check_batch(64, (3, 32, 32), explicit=True, memory=2 * one + 1, lanes=2)
+    with pytest.raises(ConfigError, match=r"in each of 2 lanes .*or pass --lanes 1"):
+        check_batch(64, (3, 32, 32), explicit=True, memory=2 * one - 1, lanes=2)
+    check_batch(64, (3, 32, 32), explicit=True, memory=2 * one - 1, lanes=1)
+    # a batch that does not fit even once names the batch alone
+    with pytest.raises(ConfigError, match=r"^a batch of 64 sample\(s\) of shape 3x32x32 needs about") as e:
+        check_batch(64, (3, 32, 32), explicit=True, memory=one // 2, lanes=2)
+    assert "lanes" not in str(e.value)
