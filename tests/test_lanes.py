@@ -201,3 +201,68 @@ def test_memory_check_counts_one_batch_per_lane():
     with pytest.raises(ConfigError, match=r"^a batch of 64 sample\(s\) of shape 3x32x32 needs about") as e:
         check_batch(64, (3, 32, 32), explicit=True, memory=one // 2, lanes=2)
     assert "lanes" not in str(e.value)
+
+
+# ---------------------------------------------------------------- statistics beside the next input's sampling
+
+
+def _four_inputs(tmp_path, lanes=None):
+    from onnxcert import pipeline
+
+    path = om.channel_means(tmp_path / "m.onnx", gain=6.0)
+    x = np.random.default_rng(1).random((4, 3, 6, 5), dtype=np.float32)
+    return pipeline.prepare(path, x, cli={"smoothing": {"n0": 10, "n": 100, "batch_size": 20, "sigma": 0.25}},
+                            device="cpu", threads=2, lanes=lanes)
+
+
+def test_a_stop_while_sampling_the_next_input_still_yields_the_one_before(tmp_path):
+    """Input 0's statistics run while input 1 is sampled; an interrupt in input 1's batches must
+    not lose input 0's finished record: it is yielded, then the interrupt is raised."""
+    from onnxcert import pipeline
+
+    setup = _four_inputs(tmp_path)
+    ref = [r.to_dict() for r in pipeline.iter_records(setup, pipeline.make_sampler(setup))]
+    calls = []
+
+    def on_batch(count):
+        calls.append(count)
+        if len(calls) == 8:  # input 0 takes 1 + 5 batches: this is input 1's second
+            raise KeyboardInterrupt
+
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for r in pipeline.iter_records(setup, pipeline.make_sampler(setup, on_batch)):
+            got.append(r)
+    assert [r.to_dict() for r in got] == ref[:1]
+
+
+def test_a_model_error_on_a_later_input_keeps_the_records_before_it(tmp_path, monkeypatch):
+    from onnxcert import pipeline
+
+    setup = _four_inputs(tmp_path)
+    ref = [r.to_dict() for r in pipeline.iter_records(setup, pipeline.make_sampler(setup))]
+    sampler = pipeline.make_sampler(setup)
+    original = sampler.sample
+
+    def sample(i, *args, **kw):
+        if i == 2:
+            raise ModelError("the model's output holds NaN or inf for input 2")
+        return original(i, *args, **kw)
+
+    monkeypatch.setattr(sampler, "sample", sample)
+    got = []
+    with pytest.raises(ModelError, match="input 2"):
+        for r in pipeline.iter_records(setup, sampler):
+            got.append(r)
+    assert [r.to_dict() for r in got] == ref[:2]
+
+
+def test_records_come_in_input_order_around_skipped_and_selected_inputs(tmp_path):
+    from onnxcert import pipeline
+
+    setup = _four_inputs(tmp_path)
+    sampler = pipeline.make_sampler(setup)
+    whole = {r.index: r.to_dict() for r in pipeline.iter_records(setup, sampler)}
+    some = list(pipeline.iter_records(setup, sampler, [3, 1, 2]))
+    assert [r.index for r in some] == [3, 1, 2]
+    assert [r.to_dict() for r in some] == [whole[i] for i in (3, 1, 2)]
