@@ -383,13 +383,12 @@ class Clock:
     """Wraps a function and adds up the time spent in it."""
 
     def __init__(self, fn):
-        self.fn, self.seconds, self.cpu, self.calls = fn, 0.0, 0.0, 0
+        self.fn, self.seconds, self.calls = fn, 0.0, 0
 
     def __call__(self, *args, **kw):
-        t, c = time.perf_counter(), time.thread_time()
+        t = time.perf_counter()
         try:
             return self.fn(*args, **kw)
         finally:
             self.seconds += time.perf_counter() - t
-            self.cpu += time.thread_time() - c  # the CPU time of the calling thread alone
             self.calls += 1
