@@ -20,7 +20,6 @@ import platform
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -244,71 +243,41 @@ def make_sampler(setup: RunSetup, on_batch: Callable[[int], None] | None = None,
 def iter_records(setup: RunSetup, sampler: Sampler,
                  indices: Iterable[int] | None = None) -> Iterator[Record | SkippedInput]:
     """Certify each input (all, or ``indices``) and yield its Record as soon as it is done, or a
-    SkippedInput for an image of a folder that cannot be decoded (see ``load_or_skip``), in
-    input order.
+    SkippedInput for an image of a folder that cannot be decoded (see ``load_or_skip``).
 
     The result for input i depends only on the model, the input, the settings and i (its noise
     comes from the seed and i), so any subset, in any order, gives the same records.
-
-    At a fixed n, input i's statistics run on a second thread while input i + 1 is sampled, and
-    its Record is yielded once they are done. Should the sampling of input i + 1 stop (an
-    interrupt, a model error), input i's Record is still yielded before the error is raised, so
-    a journal keeps every input whose statistics were done.
     """
     s, pre, items = setup.config.settings, setup.preprocessor, setup.inputs
     for band in setup.bands:
         register_band(band)
     labels_checked = setup.classifier.num_classes is not None
-    pending: tuple[Future, int, int | None] | None = None  # input i's statistics, running
-
-    def finish() -> Record:
-        nonlocal pending
-        assert pending is not None
-        job, i, clean = pending
-        pending = None
-        return Record(i, items.names[i], items.labels[i], job.result(), clean)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxcert-stats") as pool:
-        try:
-            for i in (range(len(items)) if indices is None else indices):
-                name = _name(items, i)
-                item = load_or_skip(items, i, setup.strict_inputs)
-                if isinstance(item, SkippedInput):
-                    if pending is not None:
-                        yield finish()
-                    yield item
-                    continue
-                x = pre.prepare(item, name)
-                check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
-                x_norm = pre.normalize(x)
-                clean = clean_prediction(setup.classifier, x_norm, f"input {i} ({name})")
-                if setup.sequential is not None:
-                    record, k = _certify_in_looks(setup, sampler, i, x, name, clean)
-                    if not labels_checked:
-                        check_classes(setup.config, items, k)
-                        labels_checked = True
-                    yield record
-                    continue
-                got = sampler.sample(i, x_norm, pre.noise_scale(s.sigma, x.shape), name)
-                if not labels_checked:
-                    check_classes(setup.config, items, got.n_classes)
-                    labels_checked = True
-                by_name = {"score": got.score, "margin": got.margin}
-                done = finish() if pending is not None else None
-                job = pool.submit(certify_samples, got.prediction, {m: by_name[m] for m in s.measures}, got.votes,
-                                  sigma=s.sigma, alpha=s.alpha, methods=s.methods, thresholds=s.thresholds,
-                                  radii=s.radii)
-                pending = (job, i, clean)
-                if done is not None:
-                    yield done
-            if pending is not None:
-                yield finish()
-        except GeneratorExit:
-            raise
-        except BaseException:
-            if pending is not None:  # the input before the one that stopped is complete: hand it over first
-                yield finish()
-            raise
+    for i in (range(len(items)) if indices is None else indices):
+        name = _name(items, i)
+        item = load_or_skip(items, i, setup.strict_inputs)
+        if isinstance(item, SkippedInput):
+            yield item
+            continue
+        x = pre.prepare(item, name)
+        check_against_model(x.shape, setup.classifier.input.shape, setup.classifier.input.name)
+        x_norm = pre.normalize(x)
+        clean = clean_prediction(setup.classifier, x_norm, f"input {i} ({name})")
+        if setup.sequential is not None:
+            record, k = _certify_in_looks(setup, sampler, i, x, name, clean)
+            if not labels_checked:
+                check_classes(setup.config, items, k)
+                labels_checked = True
+            yield record
+            continue
+        got = sampler.sample(i, x_norm, pre.noise_scale(s.sigma, x.shape), name)
+        if not labels_checked:
+            check_classes(setup.config, items, got.n_classes)
+            labels_checked = True
+        by_name = {"score": got.score, "margin": got.margin}
+        cert = certify_samples(got.prediction, {m: by_name[m] for m in s.measures}, got.votes,
+                               sigma=s.sigma, alpha=s.alpha, methods=s.methods,
+                               thresholds=s.thresholds, radii=s.radii)
+        yield Record(i, items.names[i], items.labels[i], cert, clean)
 
 
 def clean_prediction(classifier, x_norm: np.ndarray, where: str) -> int:
