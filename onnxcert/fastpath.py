@@ -67,7 +67,8 @@ def choose_path(*, provider: str, batch_mode: str, opset: int | None, input_dtyp
     (any provider, e.g. to test it on the CPU), 'off' never. The host path always prefetches:
     on CUDA the CPU is idle while the GPU works, and on the 2-core benchmark machine, with
     onnxruntime's threads not spinning, prefetching was as fast or faster for every model at
-    every thread count (benchmarks/README.md).
+    every thread count (benchmarks/README.md). With lanes (runtime.choose_lanes) the estimation
+    batches draw their noise in the lanes instead; prefetch then serves the selection alone.
     """
     if device_noise not in DEVICE_NOISE:
         raise ConfigError(f"device_noise must be one of {', '.join(DEVICE_NOISE)}; got {device_noise!r}")

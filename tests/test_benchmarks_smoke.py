@@ -39,6 +39,7 @@ def table_rows(out: str) -> list[str]:
     ("bench_profile.py", "forward pass"),
     ("bench_noise.py", "onnxcert ns/value"),
     ("bench_sequential.py", "samples / n"),
+    ("bench_lanes.py", "lanes / one call"),
 ])
 def test_quick_benchmark_prints_its_table(script, needle, tmp_path):
     out = run(script, "--quick", tmp_path=tmp_path)
