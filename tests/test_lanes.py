@@ -201,3 +201,28 @@ def test_memory_check_counts_one_batch_per_lane():
     with pytest.raises(ConfigError, match=r"^a batch of 64 sample\(s\) of shape 3x32x32 needs about") as e:
         check_batch(64, (3, 32, 32), explicit=True, memory=one // 2, lanes=2)
     assert "lanes" not in str(e.value)
+
+
+def test_run_lanes_option(tmp_path):
+    import json
+
+    from cli_helpers import cli, error_line
+    import onnxcert.cli  # noqa: F401  (registers every command)
+
+    model = om.channel_means(tmp_path / "m.onnx", gain=6.0)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 6, 5)).astype(np.float32))
+    fast = ("--sigma", "0.25", "--n0", "10", "--n", "60", "--methods", "naive", "--threads", "2")
+    reports = {}
+    for lanes in ("1", "2"):
+        out = tmp_path / f"r{lanes}.json"
+        res = cli("run", model, tmp_path / "x.npy", *fast, "--lanes", lanes, "-o", out)
+        assert res.exit_code == 0, res.output
+        reports[lanes] = json.loads(out.read_text())
+        opts = reports[lanes]["provenance"]["session_options"]
+        assert opts["lanes"] == int(lanes) and opts["intra_op_num_threads"] == (2 if lanes == "1" else 1)
+    assert reports["1"]["records"] == reports["2"]["records"]
+    res = cli("run", model, tmp_path / "x.npy", *fast, "--lanes", "0", "-o", tmp_path / "r0.json")
+    assert res.exit_code == 2 and error_line(res) == "onnxcert: error: --lanes must be >= 1, got 0"
+    res = cli("run", model, tmp_path / "x.npy", *fast, "--lanes", "2", "--backend", "ray", "-o", tmp_path / "r3.json")
+    assert res.exit_code == 2 and "--lanes only applies to --backend local" in error_line(res)
+    assert not (tmp_path / "r0.json").exists() and not (tmp_path / "r3.json").exists()
