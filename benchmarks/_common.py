@@ -263,8 +263,6 @@ def bare_session(setup):
 def run_bare_lanes_input(setup, batches: list[np.ndarray]) -> None:
     """Bare ``session.run`` the way onnxcert's lanes run it: the setup's session (one intra-op
     thread per lane) called from ``lanes`` threads at once, on one input's batches."""
-    import threading
-
     clf, s = setup.classifier, setup.config.settings
     session, feed_name, out = clf.session, clf.input.name, [clf.output.name]
     b, lanes = setup.batch_size, clf.session_options.get("lanes", 1)
@@ -274,10 +272,17 @@ def run_bare_lanes_input(setup, batches: list[np.ndarray]) -> None:
         for k in range(j, len(sizes), lanes):
             session.run(out, {feed_name: batches[j % len(batches)][:sizes[k]]})
 
-    workers = [threading.Thread(target=lane, args=(j,)) for j in range(1, lanes)]
+    on_threads(lane, lanes)
+
+
+def on_threads(fn: Callable[[int], object], count: int) -> None:
+    """fn(0) on this thread and fn(1) .. fn(count - 1) on as many others, at once; returns when all are done."""
+    import threading
+
+    workers = [threading.Thread(target=fn, args=(j,)) for j in range(1, count)]
     for w in workers:
         w.start()
-    lane(0)
+    fn(0)
     for w in workers:
         w.join()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 
 import numpy as np
@@ -41,16 +40,12 @@ def measure(m: C.BenchModel, key: str, threads: int, repeat: int, quick: bool) -
         for k in range(count):
             one.session.run(out, {feed: batches[k % len(batches)]})
 
+    def lane(j):
+        for _ in range(j, count, threads):
+            lanes.session.run(out, {feed: batches[j]})
+
     def run_lanes():
-        def lane(j):
-            for _ in range(j, count, threads):
-                lanes.session.run(out, {feed: batches[j]})
-        workers = [threading.Thread(target=lane, args=(j,)) for j in range(1, threads)]
-        for w in workers:
-            w.start()
-        lane(0)
-        for w in workers:
-            w.join()
+        C.on_threads(lane, threads)
 
     run_one(), run_lanes()  # warm-up
     best = {"one": float("inf"), "lanes": float("inf")}

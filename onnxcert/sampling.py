@@ -248,9 +248,7 @@ class Sampler:
                     return False
                 state["next"] = k + 1
                 batch = _fill(rng, buf[:sizes[k]], x_norm, scale)
-            rows = self.model(batch)
-            if not np.all(np.isfinite(rows)):
-                raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+            rows = _finite(self.model(batch), where)
             lo, hi = starts[k], starts[k + 1]
             votes[k] = batch_measures(rows, self.output_kind, c, score[lo:hi], margin[lo:hi], compiled=compiled)
             with lock:
@@ -316,8 +314,7 @@ class Sampler:
 
     def _device_batch(self, wrapped, key, first, count, c, where) -> dict[str, np.ndarray]:
         out = wrapped.run(key=key, first=first, count=count, c=c)
-        if not np.isfinite(out["total"]):
-            raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+        _finite(out["total"], where)
         if self.on_batch is not None:
             self.on_batch(count)
         return out
@@ -336,9 +333,7 @@ class Sampler:
         # classifier check its batch dimension
         rng = input_generator(self.seed, index, SELECTION)
         probe = _fill(rng, np.empty((min(self.batch_size, self.n0), *shape), np.float32), x_norm, scale)
-        rows = self.model(probe)
-        if not np.all(np.isfinite(rows)):
-            raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+        rows = _finite(self.model(probe), where)
         self._decide_output_kind(rows)
         self.path = self._choose()
         if not self.path.device_noise:
@@ -355,10 +350,7 @@ class Sampler:
         """The model's outputs [B, k] on the next ``count`` noisy samples, batch by batch; NaN or
         inf is a ModelError."""
         for batch in self._noisy_batches(rng, count, x_norm, scale):
-            rows = self.model(batch)
-            if not np.all(np.isfinite(rows)):
-                raise ModelError(f"the model's output holds NaN or inf for {where}; "
-                                 "no certificate is written for it")
+            rows = _finite(self.model(batch), where)
             self._decide_output_kind(rows)
             if self.on_batch is not None:
                 self.on_batch(batch.shape[0])
@@ -399,6 +391,14 @@ class Sampler:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxcert-noise")
             self._pool_pid = os.getpid()
         return self._pool
+
+
+def _finite(values, where: str):
+    """``values`` (a batch's rows, or the device path's total), or a ModelError naming the input
+    when any is NaN or inf."""
+    if not np.all(np.isfinite(values)):
+        raise ModelError(f"the model's output holds NaN or inf for {where}; no certificate is written for it")
+    return values
 
 
 def _where(index: int, name: str | None) -> str:
