@@ -217,6 +217,7 @@ def test_run_lanes_option(tmp_path):
         out = tmp_path / f"r{lanes}.json"
         res = cli("run", model, tmp_path / "x.npy", *fast, "--lanes", lanes, "-o", out)
         assert res.exit_code == 0, res.output
+        assert ("on CPUExecutionProvider in 2 lanes;" in res.output) == (lanes == "2")
         reports[lanes] = json.loads(out.read_text())
         opts = reports[lanes]["provenance"]["session_options"]
         assert opts["lanes"] == int(lanes) and opts["intra_op_num_threads"] == (2 if lanes == "1" else 1)
