@@ -62,10 +62,11 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
 
 
 # Lanes: concurrent forward passes of one intra-op thread each, instead of one pass with T
-# intra-op threads (benchmarks/README.md, "Lanes"). On the 2-core benchmark machine two lanes ran
-# bare onnxruntime 1.04-1.19x faster than two intra-op threads on the 8x8 sample model, 1.08-1.17x
-# on a 32x32 CNN, 1.04x on a 224x224 CNN and 1.03-1.04x on ResNet-110 (6.6 MiB of weights), but
-# 0.80x on ResNet-50 (97 MiB): two copies of its activations and weights stream through the cache.
+# intra-op threads (benchmarks/bench_lanes.py; benchmarks/README.md, "Lanes"). On the 2-core
+# benchmark machine two lanes ran bare onnxruntime 1.04-1.19x as fast as two intra-op threads on
+# the 8x8 sample model, 1.06-1.17x on a 32x32 CNN, 0.97-1.04x on a 224x224 CNN and 1.03-1.07x on
+# ResNet-110 (6.6 MiB of weights), but 0.79-0.80x on ResNet-50 (97 MiB): two copies of its
+# activations and weights stream through the cache.
 # The host's own work per batch (noise, measures) runs beside the other lane's forward pass.
 LANE_WEIGHT_LIMIT = 16 << 20  # bytes of weights up to which lanes are the default on the CPU
 
