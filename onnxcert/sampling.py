@@ -49,6 +49,7 @@ ACTIVATION_FACTOR = 32  # activations per sample, as a multiple of the input's b
 MAX_BATCH = 256
 MAX_BATCH_TINY = 1024  # for inputs of at most TINY_INPUT values
 TINY_INPUT = 1024
+MIN_LANE_BATCH = 64  # a draw shorter than one batch per lane is cut for the lanes into parts of at least this
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,10 @@ class Sampler:
       Python callable). With ``lanes`` > 1 (None: the classifier's ``session_options['lanes']``,
       see ``runtime.choose_lanes``; 1 for a Python callable) the estimation batches run that
       many at a time, one per thread: each lane draws its batch's noise under a lock, in batch
-      order, then runs the model and its measures while the others do the same. The noise of
-      every sample, and so every result, is the same as with one lane.
+      order, then runs the model and its measures while the others do the same; a draw of
+      fewer batches than lanes (a sequential run's first looks) is cut into one part per lane,
+      each of at least MIN_LANE_BATCH samples. The noise of every sample, and so every result,
+      is the same as with one lane.
     - the device path (CUDA; ``device_noise`` 'on' forces it anywhere): ``model`` must be an
       onnxcert Classifier; its graph is wrapped so that the noise is drawn and the measures
       computed on the device (see fastpath). The noise comes from another generator than the
@@ -205,8 +208,14 @@ class Sampler:
         score, margin = np.empty(count), np.empty(count)
         votes, done, compiled = 0, 0, _compiled(rng)
         sizes = self._sizes(count)
-        if self.lanes > 1 and len(sizes) > 1 and self._lanes_ready():
-            return score, margin, self._estimate_lanes(rng, c, sizes, x_norm, scale, where, score, margin, compiled)
+        if self.lanes > 1 and self._lanes_ready():
+            if len(sizes) < self.lanes:  # a short draw (a sequential look): one smaller batch per lane
+                parts = min(self.lanes, count // MIN_LANE_BATCH)  # more parts than batches: none above the batch size
+                if parts > len(sizes):
+                    sizes = [count // parts + (j < count % parts) for j in range(parts)]
+            if len(sizes) > 1:
+                return score, margin, self._estimate_lanes(rng, c, sizes, x_norm, scale, where, score, margin,
+                                                           compiled)
         for rows in self._rows(rng, count, x_norm, scale, where):
             b = rows.shape[0]
             votes += batch_measures(rows, self.output_kind, c, score[done:done + b], margin[done:done + b],

@@ -227,3 +227,35 @@ def test_run_lanes_option(tmp_path):
     res = cli("run", model, tmp_path / "x.npy", *fast, "--lanes", "2", "--backend", "ray", "-o", tmp_path / "r3.json")
     assert res.exit_code == 2 and "--lanes only applies to --backend local" in error_line(res)
     assert not (tmp_path / "r0.json").exists() and not (tmp_path / "r3.json").exists()
+
+
+@pytest.mark.parametrize("n", [130, 200, 1000])
+def test_a_draw_shorter_than_a_batch_per_lane_is_shared_among_the_lanes(n):
+    """A sequential look of fewer samples than lanes x batch size is cut into one part per lane
+    (each at least MIN_LANE_BATCH): two of them are in flight at once, and the results are the
+    one-lane's."""
+    from onnxcert.sampling import MIN_LANE_BATCH
+
+    barrier = threading.Barrier(2, timeout=60)
+    lock, calls, sizes = threading.Lock(), [], []
+
+    def model(batch):
+        with lock:
+            k = len(calls)
+            calls.append(k)
+            sizes.append(batch.shape[0])
+        if 1 <= k <= 2:
+            barrier.wait()
+        return pixel_logits(batch)
+
+    got = Sampler(model, n0=4, n=n, seed=2, batch_size=1024, lanes=2).sample(0, X, SCALE)
+    ref = Sampler(pixel_logits, n0=4, n=n, seed=2, batch_size=1024, lanes=1).sample(0, X, SCALE)
+    assert np.array_equal(got.score, ref.score) and got.votes == ref.votes
+    assert sorted(sizes[1:]) == sorted([n // 2, n - n // 2]) and min(sizes[1:]) >= MIN_LANE_BATCH
+
+
+def test_a_draw_too_short_to_share_runs_in_one_batch():
+    sizes = []
+    Sampler(lambda b: sizes.append(b.shape[0]) or pixel_logits(b), n0=4, n=100, seed=2, batch_size=1024,
+            lanes=2).sample(0, X, SCALE)
+    assert sizes == [4, 100]
