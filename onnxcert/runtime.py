@@ -84,6 +84,11 @@ def choose_lanes(threads: int, *, provider: str, weight_bytes: int, lanes: int |
     return int(threads)
 
 
+def forward_threads(threads: int | None) -> int:
+    """The threads the forward passes use: ``--threads``, by default one per available core."""
+    return int(threads or available_cores())
+
+
 def session_settings(threads: int | None = None, lanes: int = 1) -> dict[str, Any]:
     """The session options onnxcert uses, as recorded in the report.
 
@@ -102,7 +107,7 @@ def session_settings(threads: int | None = None, lanes: int = 1) -> dict[str, An
     from .limits import check_threads
 
     check_threads(threads, available_cores())
-    total = int(threads or available_cores())
+    total = forward_threads(threads)
     return {"intra_op_num_threads": max(1, total // lanes) if lanes > 1 else total, "inter_op_num_threads": 1,
             "execution_mode": "sequential", "graph_optimization_level": "all", "allow_spinning": False,
             "lanes": int(lanes)}
@@ -233,8 +238,7 @@ def open_classifier(path: str | Path, *, device: str = "auto", input_name: str |
     check_model(proto, path)  # external data inside the model's folder, no custom domains
     inp, out = select_input(info, input_name), select_output(info, output_name)
     providers = choose_providers(device, ort.get_available_providers())
-    cores = int(threads or available_cores())
-    chosen = choose_lanes(cores, provider=providers[0], weight_bytes=info.weight_bytes, lanes=lanes)
+    chosen = choose_lanes(forward_threads(threads), provider=providers[0], weight_bytes=info.weight_bytes, lanes=lanes)
     settings = session_settings(threads, chosen)
     fallback = lambda: _new_session(ort, str(path), settings, providers, path)  # noqa: E731
 

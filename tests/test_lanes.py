@@ -259,3 +259,33 @@ def test_a_draw_too_short_to_share_runs_in_one_batch():
     Sampler(lambda b: sizes.append(b.shape[0]) or pixel_logits(b), n0=4, n=100, seed=2, batch_size=1024,
             lanes=2).sample(0, X, SCALE)
     assert sizes == [4, 100]
+
+
+def test_an_estimation_draw_before_any_selection_decides_the_output_kind_on_one_lane_first():
+    """Lanes start only once a batch has decided the output kind (``_lanes_ready``): a draw on a
+    fresh sampler, with no selection before it, still gives the one-lane results."""
+    c = 1
+    one = Sampler(pixel_logits, n0=4, n=300, seed=5, batch_size=16, lanes=1)
+    many = Sampler(pixel_logits, n0=4, n=300, seed=5, batch_size=16, lanes=2)
+    assert many.output_kind == "auto"
+    a = one.estimation(0, X, SCALE, c)(0, 300)
+    b = many.estimation(0, X, SCALE, c)(0, 300)
+    assert many.output_kind == "logits"
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+@pytest.mark.parametrize("fixed_reshape", [False, True], ids=["made-dynamic", "falls-back-to-fixed"])
+def test_a_fixed_batch_model_is_checked_before_the_lanes_start(tmp_path, fixed_reshape):
+    """A model whose fixed batch onnxcert made dynamic is checked on its first call (and falls
+    back to its own batch when the check fails): lanes wait for that, then match one lane."""
+    from onnxcert.runtime import open_classifier
+
+    path = om.channel_means(tmp_path / "b1.onnx", batch=1, fixed_reshape=fixed_reshape)
+    x = np.random.default_rng(3).random((3, 6, 5), dtype=np.float32)
+    got = {}
+    for lanes in (1, 2):
+        clf = open_classifier(path, device="cpu", threads=2, lanes=lanes)
+        s = Sampler(clf, n0=4, n=96, seed=0, batch_size=16, output_kind="logits", lanes=lanes)
+        got[lanes] = s.estimation(0, x, np.float32(0.25), 1)(0, 96)
+        assert clf.batch_mode == ("fixed" if fixed_reshape else "made-dynamic")
+    assert np.array_equal(got[1][0], got[2][0]) and got[1][2] == got[2][2]

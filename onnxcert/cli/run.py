@@ -112,8 +112,8 @@ def run_cmd(
         print_summary(result.report)
         prov = result.report["provenance"]
         resumed = f" (+{done} from {journal})" if done else ""
-        lanes = (prov.get("session_options") or {}).get("lanes", 1)
-        where = prov["provider"] + (f" in {lanes} lanes" if lanes > 1 else "")
+        ran = (prov.get("session_options") or {}).get("lanes", 1)
+        where = prov["provider"] + (f" in {ran} lanes" if ran > 1 else "")
         typer.echo(f"{len(result.records)} input(s){resumed}, {prov['samples']:,} samples in {prov['wall_time_s']:.1f} s "
                    f"({prov['samples_per_second'] or 0:,.0f} samples/s) on {where}; "
                    f"output read as {result.report['settings']['output_kind']}", err=True)
