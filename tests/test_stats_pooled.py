@@ -69,9 +69,9 @@ def random_bound(rng, terms, sign):
 
 def loss_and_slack(bound, radii):
     pools = bound.pooled
-    x = pools.zb + np.asarray(radii)[:, None] * pools.scale
+    first = np.zeros(len(radii), dtype=np.intp)  # the pool set of one bound: every pair is bound 0
     loss = bound.sign * (bound.at(radii) - bound.exact_at(radii))
-    return loss, pools.slack(x)
+    return loss, pools.slack(first, pools.centres(first, radii))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -154,7 +154,7 @@ def test_the_taylor_part_alone_matches_phi_to_fifth_order():
     z = np.array([0.275 - 0.02, 0.275 + 0.02] * 700)
     w = np.full(z.size, 1.0 / z.size)
     bound = StepBound(0.0, w, np.sort(z), -1, 1.0)
-    assert bound.pooled is not None and bound.pooled.w.size == 1
+    assert bound.pooled is not None and bound.pooled.count[0] == 1
     t = np.array([0.0, 0.7, 2.0])
     exact = 0.5 * (special.ndtr(0.255 - t) + special.ndtr(0.295 - t))
     loss = exact - bound.at(t)
@@ -168,12 +168,13 @@ def test_slack_covers_the_remainder_over_each_pools_reach():
     rng = np.random.default_rng(7)
     bound = random_bound(rng, 5_000, -1)
     pools = bound.pooled
+    first = np.zeros(1, dtype=np.intp)
     for t in (0.0, 0.5, 1.5, 2.9, 4.0, 6.0, 9.0):
-        x = pools.zb + t * pools.scale
+        x = pools.centres(first, [t])  # [pools, 1]
         offsets = np.linspace(-1.0, 1.0, 401)
-        xi = x[:, None] + offsets[None, :] * pools.reach[:, None]
-        need = (np.abs(phi5(xi)).max(axis=1) @ pools.m5) / 120.0
-        got = pools.slack(x[None, :])[0] - pools.rounding
+        xi = x + offsets[None, :] * pools.reach[:, :1]
+        need = (np.abs(phi5(xi)).max(axis=1) @ pools.m5[:, 0]) / 120.0
+        got = pools.slack(first, x)[0] - pools.rounding[0]
         assert got >= need * (1 - 1e-9), (t, got, need)
 
 

@@ -128,7 +128,7 @@ class StepBound:
     def _at_each(self, radii: np.ndarray) -> np.ndarray:
         """The bound at each radius: ``pooled`` when the bound has one, else ``exact_at``."""
         pools = self.pooled
-        return self.exact_at(radii) if pools is None else pools.rigorous_at(radii)
+        return self.exact_at(radii) if pools is None else pools.rigorous_at(np.zeros(radii.size, dtype=np.intp), radii)
 
     def exact_at(self, radii) -> np.ndarray:
         """a + sum_j w_j Phi(z_j + sign R / sigma), every term evaluated, at each radius: one
@@ -148,9 +148,14 @@ class StepBound:
         bound (added to an upper one): a bound that is never less conservative than the sum of
         every term, looser by at most ``pooled.slack`` (about 1e-11 on the bounds of a run, less in
         the tails; see ``_Pools``), and some 30x cheaper to evaluate. None: the bound is evaluated term by term."""
-        if np.count_nonzero(np.isfinite(self.z)) <= POOL_MIN_TERMS:
+        if not self.pools_terms:
             return None
-        return _Pools.of(self, POOL_WIDTH, rigorous=True)
+        return _Pools.of([self], POOL_WIDTH, rigorous=True)
+
+    @property
+    def pools_terms(self) -> bool:
+        """Whether the bound is evaluated pooled (``pooled``): more than POOL_MIN_TERMS finite terms."""
+        return np.count_nonzero(np.isfinite(self.z)) > POOL_MIN_TERMS
 
     def limit(self) -> float:
         """The bound as R -> infinity (lower bounds only): terms with z = +inf stay."""
@@ -171,9 +176,8 @@ class StepBound:
     def radii(self, thresholds) -> list[float | None]:
         """``radius`` for each threshold, all searched at once (``_roots``)."""
         cs = [float(c) for c in thresholds]
-        at_zero, limit = self._at_scalar(0.0), self.limit()
-        out: list[float | None] = [None if at_zero < c else INF if c <= limit else 0.0 for c in cs]
-        todo = [i for i, c in enumerate(cs) if at_zero >= c > limit]
+        at_zero = self._at_scalar(0.0)
+        out, todo = _settled(cs, at_zero, self.limit())
         if todo:
             for i, r in zip(todo, self._roots(np.array([cs[i] for i in todo]), at_zero)):
                 out[i] = float(r)
@@ -189,71 +193,19 @@ class StepBound:
             r[bad] = self._roots_bracketed(c[bad], at_zero)
         return r
 
-    def _upper_ends(self, c: np.ndarray) -> np.ndarray:
-        """For each c (> limit): a radius past which the bound is below c. Every finite term is
-        <= Phi(z_max - t), so at t_hi the bound is at most limit + W Phi(z_max - t_hi) < c."""
-        finite = np.isfinite(self.z)
-        frac = (c - self.limit()) / float(self.widths[finite].sum())
-        t_hi = self.z[finite].max() - special.ndtri(np.minimum(frac, 1.0)) + 1.0
-        return np.maximum(t_hi, 1e-12) * self.sigma
-
-    def _roots_secant(self, c: np.ndarray, bins: float = 0.05, grid: int = 16, tries: int = 3) -> np.ndarray:
-        """Roots of bound(R) = c from two exact evaluations each; NaN where the check fails.
-
-        A surrogate of the bound pools its finite terms into intervals of z of width ``bins``:
-        each pool is one Phi at its width-weighted mean z plus the Taylor terms of its spread to
-        the fourth moment (``_Pools``). On the bounds of a run its root is within ~1e-12 of the
-        exact one. It is evaluated on ``grid`` radii, interpolated and refined by Newton steps
-        (on the surrogate alone). Then the check: with h = 2e-11 max(1, R), the exact bound at
-        R - h is >= c and at R + h is < c. Where it fails, a secant step through those two exact
-        values and the check again, ``tries`` checks in all. R - h is returned: bound(R - h) >= c
-        always holds, and R - h is at most 4e-11 (relative above 1) below the exact root. The
-        surrogate only chooses where to evaluate: nothing it says is certified."""
-        out = np.full(c.size, np.nan)
-        pools = self.pooled or _Pools.of(self, bins)
-        if pools is None:
-            return out
-        if pools.w.size == 1:  # one finite term (naive): base + w Phi(z + sign R / sigma) = c in closed form
-            x = special.ndtri(np.clip((c - pools.base) / pools.w[0], 0.0, 1.0))
-            r = (x - pools.zb[0]) * self.sigma * self.sign
-            todo = np.flatnonzero(np.isfinite(r))
-            c, r = c[todo], np.maximum(r[todo], 0.0)
+    def _roots_secant(self, c: np.ndarray, bins: float = 0.05) -> np.ndarray:
+        """Roots of bound(R) = c from two exact evaluations each; NaN where the check fails
+        (``_search`` on this bound alone: its ``pooled`` surrogate, or for a bound evaluated term
+        by term a surrogate pooled in intervals of z of width ``bins``, checked by ``exact_at``)."""
+        pools = self.pooled
+        if pools is not None:
+            exact = pools.rigorous_at
         else:
-            points = np.linspace(0.0, float(self._upper_ends(c).max()), grid)
-            values, _ = pools(points)
-            below = values[None, :] < c[:, None]
-            todo = np.flatnonzero(below.any(axis=1))
-            c, below = c[todo], below[todo]
-            j = np.maximum(below.argmax(axis=1), 1)  # below at R = 0 (the surrogate is not exact): start there
-            r0, r1 = points[j - 1], points[j]
-            v0, v1 = values[j - 1] - c, values[j] - c
-            r = np.where(below[:, 0], 0.0, np.where(v0 != v1, r0 + v0 * (r1 - r0) / (v0 - v1), r0))
-            # Newton on the surrogate, inside its grid cell. A rigorous pool's slack is taken once,
-            # at the start: it moves far less than the bracket check's 2e-11 over the steps
-            target = c if pools.m5 is None else c - self.sign * pools.slack(pools.zb + r[:, None] * pools.scale)
-            for _ in range(6):
-                v, slope = pools(r, slack=False)
-                step = (v - target) / np.where(slope < 0, slope, -np.inf)
-                r = np.minimum(np.maximum(r - step, r0), r1)  # (np.clip costs more, on a few values)
-                if np.all(np.abs(step) <= 1e-13 * np.maximum(1.0, r)):
-                    break
-        if todo.size == 0:
-            return out
-        left = np.arange(c.size)
-        for _ in range(tries):
-            h = 2e-11 * np.maximum(1.0, r)
-            lo, hi = np.maximum(r - h, 0.0), r + h
-            f = self._at_each(np.concatenate((lo, hi))) - np.concatenate((c, c))
-            f_lo, f_hi = f[:c.size], f[c.size:]
-            ok = (f_lo >= 0) & (f_hi < 0)
-            out[todo[left[ok]]] = lo[ok]
-            moved = ~ok & (f_lo != f_hi)  # a secant step through the pair
-            if not moved.any():
-                break
-            left, c = left[moved], c[moved]
-            lo, hi, f_lo, f_hi = lo[moved], hi[moved], f_lo[moved], f_hi[moved]
-            r = np.maximum(lo + f_lo * (hi - lo) / (f_lo - f_hi), 0.0)
-        return out
+            pools = _Pools.of([self], bins)
+            if pools is None:
+                return np.full(c.size, np.nan)
+            exact = lambda which, r: self.exact_at(r)  # noqa: E731
+        return _search(pools, np.zeros(c.size, dtype=np.intp), np.asarray(c, dtype=np.float64), exact)
 
     def _roots_bracketed(self, c: np.ndarray, at_zero: float, grid: int = 8) -> np.ndarray:
         """For each c in ``c`` (at_zero >= c > limit): the largest R found with bound(R) >= c.
@@ -261,7 +213,7 @@ class StepBound:
         The bound is evaluated at ``grid`` radii and at each c's own upper end in one call, which
         brackets every root; then Illinois regula falsi runs on all brackets at once, one
         evaluation of the bound at every unfinished bracket per step (``_largest_above``)."""
-        ends = self._upper_ends(c)
+        ends = _upper_ends(self.z, self.widths, self.limit(), self.sigma, c)
         points = np.r_[0.0, np.linspace(0.0, ends.max(), grid + 1)[1:], ends]
         values = np.r_[at_zero, self._at_each(points[1:])]
         order = np.argsort(points, kind="stable")
@@ -277,96 +229,289 @@ class StepBound:
         return _largest_above(lambda r, i: self._at_each(r) - c[i], lo, f_lo, hi, f_hi)
 
 
+def _settled(cs: list[float], at_zero: float, limit: float) -> tuple[list[float | None], list[int]]:
+    """A lower bound's radius for each threshold where no search is needed (None where even R = 0
+    falls short, infinity where the bound never falls below c, 0.0 as a placeholder otherwise),
+    and the indices of the thresholds to search (at_zero >= c > limit)."""
+    out: list[float | None] = [None if at_zero < c else INF if c <= limit else 0.0 for c in cs]
+    return out, [i for i, c in enumerate(cs) if at_zero >= c > limit]
+
+
+def evaluate(bounds, radii, thresholds) -> list[tuple[np.ndarray, list[float | None] | None]]:
+    """For each StepBound in ``bounds``: its values at ``radii`` (``StepBound.at``) and, where
+    ``thresholds[i]`` is not None (a lower bound), its radius for each of them
+    (``StepBound.radii``). Bit for bit what each bound gives alone, but the pooled bounds (every
+    CDF bound of a run at large n) are evaluated and searched together: one ``_Pools`` for all,
+    so each step of the evaluation and of the radius search (``_search``) is one set of array
+    operations for every bound and threshold of an input, not one per bound."""
+    r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    out: list = [None] * len(bounds)
+    group = [i for i, bound in enumerate(bounds) if bound.pools_terms]
+    for i, bound in enumerate(bounds):
+        if i not in group:
+            out[i] = (bound.at(r), None if thresholds[i] is None else bound.radii(thresholds[i]))
+    if not group:
+        return out
+    pools = _Pools.of([bounds[i] for i in group], POOL_WIDTH, rigorous=True)
+    points = np.append(r, 0.0)  # the radii, and R = 0 for the radius search
+    values = pools.rigorous_at(np.repeat(np.arange(len(group)), points.size),
+                               np.tile(points, len(group))).reshape(len(group), points.size)
+    which, cs, where, settled = [], [], [], {}
+    for k, i in enumerate(group):
+        if thresholds[i] is None:
+            out[i] = (values[k, :r.size], None)
+            continue
+        c = [float(t) for t in thresholds[i]]
+        settled[i], todo = _settled(c, float(values[k, -1]), bounds[i].limit())
+        out[i] = (values[k, :r.size], settled[i])
+        which += [k] * len(todo)
+        cs += [c[j] for j in todo]
+        where += [(i, j) for j in todo]
+    if not cs:
+        return out
+    c = np.array(cs)
+    roots = _search(pools, np.array(which, dtype=np.intp), c, pools.rigorous_at)
+    bad = np.isnan(roots)
+    for k, i in enumerate(group):  # where the check failed: the bracketing search, bound by bound
+        mine = bad & (np.array(which) == k)
+        if mine.any():
+            roots[mine] = bounds[i]._roots_bracketed(c[mine], float(values[k, -1]))
+    for (i, j), root in zip(where, roots):
+        settled[i][j] = float(root)
+    return out
+
+
+def _upper_ends(z, widths, limit: float, sigma: float, c: np.ndarray) -> np.ndarray:
+    """For each c (> limit) of a lower bound with terms (widths, z): a radius past which the
+    bound is below c. Every finite term is <= Phi(z_max - t), so at t_hi the bound is at most
+    limit + W Phi(z_max - t_hi) < c."""
+    finite = np.isfinite(z)
+    frac = (c - limit) / float(widths[finite].sum())
+    t_hi = z[finite].max() - special.ndtri(np.minimum(frac, 1.0)) + 1.0
+    return np.maximum(t_hi, 1e-12) * sigma
+
+
+def _search(pools: "_Pools", which: np.ndarray, c: np.ndarray, exact, grid: int = 16, tries: int = 3) -> np.ndarray:
+    """For each pair (bound ``which[k]`` of ``pools``, threshold ``c[k]``), with the lower bound at
+    R = 0 >= c[k] > its limit: the root of bound(R) = c[k] from two exact evaluations; NaN where
+    the check fails (the caller then runs the bracketing search).
+
+    The surrogate ``pools`` (each pool one Phi at its width-weighted mean z plus the Taylor terms
+    of its spread to the fourth moment; on the bounds of a run its root is within ~1e-12 of the
+    exact one) is evaluated on ``grid`` radii per bound, interpolated and refined by Newton steps
+    on the surrogate alone, each pair until its own step is below 1e-13 (relative above 1). Then
+    the check, by ``exact(which, radii)`` (the bound as reported): with h = 2e-11 max(1, R), the
+    bound at R - h is >= c and at R + h is < c. Where it fails, a secant step through those two
+    exact values and the check again, ``tries`` checks in all. R - h is returned: bound(R - h) >= c
+    always holds, and R - h is at most 4e-11 (relative above 1) below the exact root. The
+    surrogate only chooses where to evaluate: nothing it says is certified. Every step works on a
+    pair's own values alone (``_Pools`` sums each pair by itself), so a pair's root is bit for bit
+    the same whatever other pairs are searched with it."""
+    out = np.full(c.size, np.nan)
+    if c.size == 0:
+        return out
+    r, r0, r1 = np.zeros(c.size), np.zeros(c.size), np.zeros(c.size)
+    live = np.zeros(c.size, dtype=bool)
+    one = pools.count[which] == 1
+    if one.any():  # one finite term (naive): base + w Phi(z + sign R / sigma) = c in closed form
+        k = np.flatnonzero(one)
+        b = which[k]
+        x = special.ndtri(np.clip((c[k] - pools.base[b]) / pools.w[0, b], 0.0, 1.0))
+        guess = (x - pools.zb[0, b]) / pools.scale[b]
+        fine = np.isfinite(guess)
+        r[k[fine]] = np.maximum(guess[fine], 0.0)
+        live[k[fine]] = True
+    many = np.flatnonzero(~one)
+    if many.size:
+        bounds, row = np.unique(which[many], return_inverse=True)
+        ends = np.array([max(_upper_ends(pools.bounds[b].z, pools.bounds[b].widths, pools.base[b],
+                                         pools.bounds[b].sigma, c[many[row == i]])) for i, b in enumerate(bounds)])
+        points = np.linspace(0.0, ends, grid, axis=1)  # [bounds, grid]
+        values = pools(np.repeat(bounds, grid), points.ravel())[0].reshape(bounds.size, grid)
+        values, points = values[row], points[row]
+        below = values < c[many][:, None]
+        hit = below.any(axis=1)
+        many, below, values, points = many[hit], below[hit], values[hit], points[hit]
+        j = np.maximum(below.argmax(axis=1), 1)  # below at R = 0 (the surrogate is not exact): start there
+        at = np.arange(many.size)
+        lo, hi = points[at, j - 1], points[at, j]
+        v0, v1 = values[at, j - 1] - c[many], values[at, j] - c[many]
+        guess = np.where(below[:, 0], 0.0, np.where(v0 != v1, lo + v0 * (hi - lo) / (v0 - v1), lo))
+        r[many], r0[many], r1[many] = guess, lo, hi
+        # Newton on the surrogate, inside its grid cell. A rigorous pool's slack is taken once, at
+        # the start: it moves far less than the bracket check's 2e-11 over the steps
+        target = c[many].copy()
+        if pools.m5 is not None:
+            b = which[many]
+            target -= pools.sign[b] * pools.slack(b, pools.centres(b, guess))
+        todo, target = many, target
+        for _ in range(6):
+            b = which[todo]
+            v, slope = pools(b, r[todo], slack=False)
+            step = (v - target) / np.where(slope < 0, slope, -np.inf)
+            r[todo] = np.minimum(np.maximum(r[todo] - step, r0[todo]), r1[todo])  # (np.clip costs more)
+            going = np.abs(step) > 1e-13 * np.maximum(1.0, r[todo])
+            todo, target = todo[going], target[going]
+            if todo.size == 0:
+                break
+        live[many] = True
+    left = np.flatnonzero(live)
+    if left.size == 0:
+        return out
+    c, r, b = c[left], r[left], which[left]
+    for _ in range(tries):
+        h = 2e-11 * np.maximum(1.0, r)
+        lo, hi = np.maximum(r - h, 0.0), r + h
+        f = exact(np.concatenate((b, b)), np.concatenate((lo, hi))) - np.concatenate((c, c))
+        f_lo, f_hi = f[:c.size], f[c.size:]
+        ok = (f_lo >= 0) & (f_hi < 0)
+        out[left[ok]] = lo[ok]
+        moved = ~ok & (f_lo != f_hi)  # a secant step through the pair
+        if not moved.any():
+            break
+        left, c, b = left[moved], c[moved], b[moved]
+        lo, hi, f_lo, f_hi = lo[moved], hi[moved], f_lo[moved], f_hi[moved]
+        r = np.maximum(lo + f_lo * (hi - lo) / (f_lo - f_hi), 0.0)
+    return out
+
+
+def _sequential_sum(terms: np.ndarray) -> np.ndarray:
+    """Column sums of [pools, pairs] in row order, one addition at a time (``np.add.accumulate``
+    is sequential by definition; ``sum`` may pair terms differently by shape). So a column's sum
+    does not depend on the other columns, and the zero pools below a bound's own add nothing."""
+    if terms.shape[0] == 1:
+        return terms[0].copy()
+    return np.add.accumulate(terms, axis=0)[-1]
+
+
 class _Pools:
-    """A surrogate of a StepBound for the radius search: its finite terms pooled into intervals
-    of z, each pool a Taylor expansion of sum_j w_j Phi(z_j + s) about the pool's mean z to
-    the fourth moment m_k = sum_j w_j (z_j - mean)^k (the first is 0):
+    """Surrogates of B StepBounds, for their evaluation and radius search: each bound's finite
+    terms pooled into intervals of z, each pool a Taylor expansion of sum_j w_j Phi(z_j + s)
+    about the pool's mean z to the fourth moment m_k = sum_j w_j (z_j - mean)^k (the first is 0):
     Phi(x + d) = Phi(x) + phi(x) (d - x d^2/2 + (x^2 - 1) d^3/6 - (x^3 - 3x) d^4/24 + ...).
     The spread term and its derivative in x are cubic and quartic polynomials in x, their
-    coefficients per pool kept (``value_poly``, ``slope_poly``)."""
+    coefficients per pool kept (``value_poly``, ``slope_poly``).
 
-    def __init__(self, bound: StepBound, w, zb, m2, m3, m4, m5=None, reach=None):
-        self.bound, self.w, self.zb = bound, w, zb
-        self.base = bound.a + float(bound.widths[np.isposinf(bound.z)].sum())  # z = -inf terms add 0
-        self.total = float(w.sum())
-        self.m5, self.reach = m5, reach  # sum_j w_j |d_j|^5 and max_j |d_j| per pool (rigorous pools)
-        # a rounding allowance for the sums: 64 ulps of the largest value the bound can take
-        self.rounding = 64 * np.finfo(np.float64).eps * (abs(self.base) + self.total)
+    Arrays are [pools, B]: bound b's ``count[b]`` pools are the first rows of column b, and the
+    rows below are zero pools (every width and moment 0), which add exactly 0. Evaluation is by
+    (bound, radius) pairs, and each pair's sum over its pools is sequential (``_sequential_sum``):
+    a pair's value is bit for bit the same whether its bound is evaluated alone
+    (``StepBound.pooled``) or with every other bound of an input (``evaluate``)."""
+
+    def __init__(self, bounds, columns, rigorous: bool):
+        self.bounds = list(bounds)
+        self.count = np.array([col[0].size for col in columns], dtype=np.intp)
+        rows, width = int(self.count.max()), len(self.bounds)
+
+        def stacked(i):
+            out = np.zeros((rows, width))
+            for k, col in enumerate(columns):
+                out[:col[i].size, k] = col[i]
+            return out
+
+        w, zb, m2, m3, m4 = (stacked(i) for i in range(5))
+        self.w, self.zb = w, zb
+        self.m5, self.reach = (stacked(5), stacked(6)) if rigorous else (None, None)  # rigorous pools
+        # z = -inf terms add 0; z = +inf terms their whole width
+        self.base = np.array([b.a + float(b.widths[np.isposinf(b.z)].sum()) for b in self.bounds])
+        self.total = np.array([float(col[0].sum()) for col in columns])
+        self.sign = np.array([float(b.sign) for b in self.bounds])
+        self.scale = self.sign / np.array([b.sigma for b in self.bounds])
+        # a rounding allowance: a sequential sum of k terms is within (k - 1) ulps of the sum of
+        # their magnitudes (each term itself a few ulps off, and the spread terms are below 1e-2
+        # of the widths), so 2 ulps a pool plus 64, of the largest value the bound can take
+        self.rounding = (2 * self.count + 64) * np.finfo(np.float64).eps * (np.abs(self.base) + self.total)
         # spread(x) = -x m2/2 + (x^2 - 1) m3/6 - (x^3 - 3x) m4/24, highest power first
         self.value_poly = (-m4 / 24.0, m3 / 6.0, m4 / 8.0 - 0.5 * m2, -m3 / 6.0)
         # d/dx [Phi W + phi spread] / phi = W - x spread + spread'
         #   = W + (x^2 - 1) m2/2 - (x^3 - 3x) m3/6 + (x^4 - 6x^2 + 3) m4/24
         self.slope_poly = (m4 / 24.0, -m3 / 6.0, 0.5 * m2 - m4 / 4.0, 0.5 * m3, w - 0.5 * m2 + m4 / 8.0)
-        self.scale = bound.sign / bound.sigma
 
     @classmethod
-    def of(cls, bound: StepBound, bins: float, rigorous: bool = False) -> "_Pools | None":
-        """Pools of the bound's finite terms in intervals of z of width ``bins``; ``rigorous``
-        also keeps sum_j w_j |d_j|^5 and max_j |d_j| per pool, for the remainder (``slack``)."""
-        finite = np.isfinite(bound.z)
-        z, w = bound.z[finite], bound.widths[finite]
-        if z.size == 0:
-            return None
-        keys = np.floor(z / bins)
-        if not (np.all(keys[1:] <= keys[:-1]) or np.all(keys[1:] >= keys[:-1])):  # pools must be runs
-            order = np.argsort(keys, kind="stable")
-            z, w, keys = z[order], w[order], keys[order]
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        sizes = np.diff(np.append(starts, z.size))
-        wb = np.add.reduceat(w, starts)
-        zb = np.add.reduceat(w * z, starts) / wb
-        d = z - np.repeat(zb, sizes)
-        wd2 = w * d * d
-        wd4 = wd2 * d * d
-        m5 = reach = None
-        if rigorous:
-            ad = np.abs(d)
-            m5 = np.add.reduceat(wd4 * ad, starts)
-            reach = np.maximum.reduceat(ad, starts)
-        return cls(bound, wb, zb, np.add.reduceat(wd2, starts), np.add.reduceat(wd2 * d, starts),
-                   np.add.reduceat(wd4, starts), m5, reach)
+    def of(cls, bounds, bins: float, rigorous: bool = False) -> "_Pools | None":
+        """Pools of each bound's finite terms in intervals of z of width ``bins``; ``rigorous``
+        also keeps sum_j w_j |d_j|^5 and max_j |d_j| per pool, for the remainder (``slack``).
+        None when a bound has no finite term."""
+        columns = []
+        for bound in bounds:
+            finite = np.isfinite(bound.z)
+            z, w = bound.z[finite], bound.widths[finite]
+            if z.size == 0:
+                return None
+            keys = np.floor(z / bins)
+            if not (np.all(keys[1:] <= keys[:-1]) or np.all(keys[1:] >= keys[:-1])):  # pools must be runs
+                order = np.argsort(keys, kind="stable")
+                z, w, keys = z[order], w[order], keys[order]
+            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+            sizes = np.diff(np.append(starts, z.size))
+            wb = np.add.reduceat(w, starts)
+            zb = np.add.reduceat(w * z, starts) / wb
+            d = z - np.repeat(zb, sizes)
+            wd2 = w * d * d
+            wd4 = wd2 * d * d
+            col = [wb, zb, np.add.reduceat(wd2, starts), np.add.reduceat(wd2 * d, starts), np.add.reduceat(wd4, starts)]
+            if rigorous:
+                ad = np.abs(d)
+                col += [np.add.reduceat(wd4 * ad, starts), np.maximum.reduceat(ad, starts)]
+            columns.append(col)
+        return cls(bounds, columns, rigorous)
 
-    def __call__(self, radii, slack: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(value, slope in R) of the surrogate at each radius of an array (with ``slack`` taken
-        off or added, so that a rigorous pool's root is the root of ``rigorous_at``; the Taylor
-        sum alone with ``slack`` False)."""
-        x = self.zb + np.asarray(radii, dtype=np.float64)[..., None] * self.scale
-        dens = np.exp(-0.5 * x * x)
-        dens *= 1.0 / math.sqrt(2.0 * math.pi)
-        spread, slope = _horner(self.value_poly, x), _horner(self.slope_poly, x)
-        spread *= dens
-        slope *= dens
-        value = self.base + (special.ndtr(x) @ self.w) + spread.sum(-1)
+    def centres(self, which: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        """x = zbar + sign R / sigma for each pair (bound ``which[k]``, ``radii[k]``): [pools, pairs]."""
+        return self.zb[:, which] + np.asarray(radii, dtype=np.float64) * self.scale[which]
+
+    def _spread(self, poly, which, x, dens) -> np.ndarray:
+        out = _horner(tuple(p[:, which] for p in poly), x)
+        out *= dens
+        return out
+
+    def __call__(self, which, radii, slack: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(value, slope in R) of the surrogate for each pair (bound ``which[k]``, ``radii[k]``)
+        (with ``slack`` taken off or added, so that a rigorous pool's root is the root of
+        ``rigorous_at``; the Taylor sum alone with ``slack`` False)."""
+        which = np.asarray(which, dtype=np.intp)
+        x = self.centres(which, radii)
+        dens = _density(x)
+        terms = self._spread(self.value_poly, which, x, dens)
+        terms += special.ndtr(x) * self.w[:, which]
+        value = self.base[which] + _sequential_sum(terms)
         if slack and self.m5 is not None:
-            value += self.bound.sign * self.slack(x)
-        return value, slope.sum(-1) * self.scale
+            value += self.sign[which] * self.slack(which, x)
+        return value, _sequential_sum(self._spread(self.slope_poly, which, x, dens)) * self.scale[which]
 
-    def slack(self, x: np.ndarray) -> np.ndarray:
-        """How far the sum of every term may lie from the Taylor sum, at pool centres ``x``
-        ([..., pools]): the fifth-order remainder, sum_j w_j |Phi^(5)(xi_j)| |d_j|^5 / 120 with
-        xi_j between x and x + d_j, so |xi_j| >= |x| - reach; plus the rounding allowance."""
-        u = np.maximum(np.abs(x) - self.reach, 0.0)
-        return (_phi5_beyond(u) @ self.m5) / 120.0 + self.rounding
+    def slack(self, which: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """How far the sum of every term may lie from the Taylor sum, for pairs of bounds
+        ``which`` at pool centres ``x`` ([pools, pairs]): the fifth-order remainder,
+        sum_j w_j |Phi^(5)(xi_j)| |d_j|^5 / 120 with xi_j between x and x + d_j, so
+        |xi_j| >= |x| - reach; plus the rounding allowance."""
+        u = np.maximum(np.abs(x) - self.reach[:, which], 0.0)
+        tail = _phi5_beyond(u)
+        tail *= self.m5[:, which]
+        return _sequential_sum(tail) / 120.0 + self.rounding[which]
 
-    def rigorous_at(self, radii: np.ndarray) -> np.ndarray:
-        """The pooled bound at each radius: the Taylor sum with its remainder bound ``slack``
-        taken off (lower bound, sign -1) or added (upper bound), then kept within what every
-        term sum lies in, [base, base + total]. One dot product per radius (see StepBound.at).
+    def rigorous_at(self, which, radii) -> np.ndarray:
+        """The pooled bound for each pair (bound ``which[k]``, ``radii[k]``): the Taylor sum with
+        its remainder bound ``slack`` taken off (lower bound, sign -1) or added (upper bound),
+        then kept within what every term sum lies in, [base, base + total].
 
         Per pool, with x = zbar + sign R / sigma and d_j = z_j - zbar (sum_j w_j d_j = 0):
         sum_j w_j Phi(x + d_j) = W Phi(x) + phi(x) (-x m2/2 + (x^2 - 1) m3/6 - (x^3 - 3x) m4/24)
         + sum_j w_j Phi^(5)(xi_j) d_j^5 / 120, and ``slack`` bounds the last sum (with
         |Phi^(5)(xi)| <= PHI5_SUP, or less where every xi of a pool lies far out in a tail). So
         the sum of every term lies within ``slack`` of the Taylor sum, at each radius."""
-        x = self.zb + np.asarray(radii, dtype=np.float64)[:, None] * self.scale
-        dens = np.exp(-0.5 * x * x)
-        dens *= 1.0 / math.sqrt(2.0 * math.pi)
-        spread = _horner(self.value_poly, x)
-        spread *= dens
-        phi = special.ndtr(x)
-        value = self.base + np.array([row @ self.w + extra.sum() for row, extra in zip(phi, spread)])
-        value += self.bound.sign * self.slack(x)
-        return np.minimum(np.maximum(value, self.base), self.base + self.total)
+        which = np.asarray(which, dtype=np.intp)
+        value, _ = self(which, radii, slack=True)
+        base = self.base[which]
+        return np.minimum(np.maximum(value, base), base + self.total[which])
+
+
+def _density(x: np.ndarray) -> np.ndarray:
+    """phi(x), the standard normal density."""
+    dens = np.multiply(x, x)
+    dens *= -0.5
+    np.exp(dens, out=dens)
+    dens *= 1.0 / math.sqrt(2.0 * math.pi)
+    return dens
 
 
 def _phi5_beyond(u: np.ndarray) -> np.ndarray:
