@@ -476,10 +476,156 @@ static PyObject *column_sums(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- pooled bounds (onnxcert/stats/confidence.py, _Pools) ---- */
+
+#define POOL_FIELDS 13 /* per pool: zbar, w, value_poly[4], slope_poly[5], m5, reach */
+#define SQRT1_2 7.07106781186547524401E-1 /* 1 / sqrt(2), Cephes' constant */
+
+static inline double normal_cdf(double a)
+{
+    /* Phi(a), as Cephes' ndtr (SciPy's special.ndtr) computes it, with the C library's erf and erfc */
+    double x = a * SQRT1_2, z = fabs(x);
+    if (z < SQRT1_2)
+        return 0.5 + 0.5 * erf(x);
+    double y = 0.5 * erfc(z);
+    return x > 0 ? 1.0 - y : y;
+}
+
+PyDoc_STRVAR(pools_doc,
+"pools(coef, count, bounds, which, radii, flags, value, slope, slack, inv_sqrt_2pi, phi5_sup, phi5_peak)\n\n"
+"The pooled surrogate of onnxcert.stats.confidence._Pools for each pair (bound which[k], radius\n"
+"radii[k]). coef: float64 [B, P, 13], per pool (zbar, w, value_poly[4], slope_poly[5], m5, reach),\n"
+"bound b's count[b] (int64 [B]) pools first; bounds: float64 [B, 5] (base, total, scale, sign,\n"
+"rounding). value[k] <- base + sum over the bound's pools, in order, of spread + w Phi(x), x = zbar\n"
+"+ radii[k] scale; flags: 1 adds sign * slack (the fifth-order remainder bound plus rounding),\n"
+"2 clamps to [base, base + total], 4 writes the slope in R into slope, 8 writes the slack into\n"
+"slack (float64 [K] each, or None). The constants come from Python, so that both paths use the same.");
+
+static PyObject *pools(PyObject *self, PyObject *args)
+{
+    PyObject *co, *no, *bo, *wo, *ro, *vo, *so, *ko;
+    int flags;
+    double INV_SQRT_2PI, PHI5_SUP, PHI5_PEAK;
+    if (!PyArg_ParseTuple(args, "OOOOOiOOOddd:pools", &co, &no, &bo, &wo, &ro, &flags, &vo, &so, &ko,
+                          &INV_SQRT_2PI, &PHI5_SUP, &PHI5_PEAK))
+        return NULL;
+    Py_buffer cv, nv, bv, wv, rv, vv, sv, kv;
+    int got = 0, ok = 0;
+    if (get_buffer(co, &cv, 0, 8, "d", "coef") < 0) goto done;
+    got = 1;
+    if (get_buffer(no, &nv, 0, 8, "qlL", "count") < 0) goto done;
+    got = 2;
+    if (get_buffer(bo, &bv, 0, 8, "d", "bounds") < 0) goto done;
+    got = 3;
+    if (get_buffer(wo, &wv, 0, 8, "qlL", "which") < 0) goto done;
+    got = 4;
+    if (get_buffer(ro, &rv, 0, 8, "d", "radii") < 0) goto done;
+    got = 5;
+    if (get_buffer(vo, &vv, 1, 8, "d", "value") < 0) goto done;
+    got = 6;
+    if ((flags & 4) && get_buffer(so, &sv, 1, 8, "d", "slope") < 0) goto done;
+    got = 7;
+    if ((flags & 8) && get_buffer(ko, &kv, 1, 8, "d", "slack") < 0) goto done;
+    got = 8;
+    const Py_ssize_t nb = nv.len / 8, nk = wv.len / 8;
+    const Py_ssize_t rows = nb ? cv.len / 8 / POOL_FIELDS / nb : 0;
+    if (cv.ndim != 3 || cv.shape[0] != nb || cv.shape[2] != POOL_FIELDS || bv.len != nb * 5 * 8 || rv.len != nk * 8
+        || vv.len != nk * 8 || ((flags & 4) && sv.len != nk * 8) || ((flags & 8) && kv.len != nk * 8)) {
+        PyErr_SetString(PyExc_ValueError, "pools: array shapes do not match");
+        goto done;
+    }
+    const int64_t *count = (const int64_t *)nv.buf, *which = (const int64_t *)wv.buf;
+    for (Py_ssize_t b = 0; b < nb; b++)
+        if (count[b] < 1 || count[b] > rows) {
+            PyErr_SetString(PyExc_ValueError, "pools: a count is outside 1..P");
+            goto done;
+        }
+    for (Py_ssize_t k = 0; k < nk; k++)
+        if (which[k] < 0 || which[k] >= nb) {
+            PyErr_SetString(PyExc_ValueError, "pools: a bound index is out of range");
+            goto done;
+        }
+    const double *coef = (const double *)cv.buf, *bounds = (const double *)bv.buf, *radii = (const double *)rv.buf;
+    double *value = (double *)vv.buf, *slope = (flags & 4) ? (double *)sv.buf : NULL;
+    double *slacks = (flags & 8) ? (double *)kv.buf : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        const int64_t b = which[k];
+        const double *bd = bounds + 5 * b, *c = coef + b * rows * POOL_FIELDS;
+        const double base = bd[0], total = bd[1], scale = bd[2], sign = bd[3], rounding = bd[4];
+        const double shift = radii[k] * scale;
+        double sum = 0.0, dsum = 0.0, rsum = 0.0;
+        for (int64_t j = 0; j < count[b]; j++, c += POOL_FIELDS) {
+            const double x = c[0] + shift;
+            double dens = x * x;
+            dens *= -0.5;
+            dens = exp(dens) * INV_SQRT_2PI;
+            double v = c[2] * x;
+            v += c[3];
+            v *= x;
+            v += c[4];
+            v *= x;
+            v += c[5];
+            v *= dens;
+            const double term = v + normal_cdf(x) * c[1];
+            sum = j == 0 ? term : sum + term;
+            if (slope) {
+                double d = c[6] * x;
+                d += c[7];
+                d *= x;
+                d += c[8];
+                d *= x;
+                d += c[9];
+                d *= x;
+                d += c[10];
+                d *= dens;
+                dsum = j == 0 ? d : dsum + d;
+            }
+            if (flags & 9) {
+                const double u = fabs(x) - c[12] > 0.0 ? fabs(x) - c[12] : 0.0;
+                double bound = PHI5_SUP;
+                if (u >= PHI5_PEAK) {
+                    bound = (u * u - 6.0) * u * u + 3.0;
+                    bound *= exp(-0.5 * u * u);
+                    bound *= INV_SQRT_2PI;
+                }
+                const double r = bound * c[11];
+                rsum = j == 0 ? r : rsum + r;
+            }
+        }
+        double out = base + sum;
+        const double slack = rsum / 120.0 + rounding;
+        if (flags & 1)
+            out += sign * slack;
+        if (flags & 2)
+            out = fmin(fmax(out, base), base + total);
+        value[k] = out;
+        if (slope)
+            slope[k] = dsum * scale;
+        if (slacks)
+            slacks[k] = slack;
+    }
+    Py_END_ALLOW_THREADS
+    ok = 1;
+done:
+    if (got >= 8 && (flags & 8)) PyBuffer_Release(&kv);
+    if (got >= 7 && (flags & 4)) PyBuffer_Release(&sv);
+    if (got >= 6) PyBuffer_Release(&vv);
+    if (got >= 5) PyBuffer_Release(&rv);
+    if (got >= 4) PyBuffer_Release(&wv);
+    if (got >= 3) PyBuffer_Release(&bv);
+    if (got >= 2) PyBuffer_Release(&nv);
+    if (got >= 1) PyBuffer_Release(&cv);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, fill_doc},
     {"measures", measures, METH_VARARGS, measures_doc},
     {"column_sums", column_sums, METH_VARARGS, column_sums_doc},
+    {"pools", pools, METH_VARARGS, pools_doc},
     {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
     {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
     {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},

@@ -24,6 +24,16 @@ from onnxcert.stats.confidence import SortedSamples, evaluate, naive_bounds
 RADII = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
 
 
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def pools_path(request, monkeypatch):
+    """Every test here runs on both evaluations of pooled bounds: ``_kernels.pools`` and NumPy."""
+    if request.param == "compiled" and not (conf._kernels is not None and hasattr(conf._kernels, "pools")):
+        pytest.skip("onnxcert._kernels is not built")
+    monkeypatch.setattr(conf, "POOLS_KERNEL", request.param == "compiled")
+    return request.param
+
+
+
 def measures(n, seed):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(n, 10)) * rng.uniform(0.5, 4.0)
@@ -116,3 +126,11 @@ def test_sequential_sum_is_per_column_and_ignores_zero_rows():
         for v in terms[:, k]:  # one addition at a time, in row order
             s += v
         assert total[k] == s
+    for rows in (1, 2, 7, 9, 129, 300):  # any number of pools, and a single pair
+        for width in (1, 2, 3, 64):
+            part = np.ascontiguousarray(terms[:rows % 150 or 1, :width]) if rows <= 150 else \
+                np.ascontiguousarray(np.tile(terms[:, :width], (2, 1))[:rows])
+            loop = part[0].copy()
+            for row in part[1:]:
+                loop += row
+            np.testing.assert_array_equal(conf._sequential_sum(part), loop)
