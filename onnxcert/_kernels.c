@@ -621,11 +621,87 @@ done:
     Py_RETURN_NONE;
 }
 
+/* ---- count-space sums (onnxcert/stats/confidence.py, _CountSide) ---- */
+
+static inline double sample_at(const double *x, Py_ssize_t n, double a, double b, Py_ssize_t j)
+{
+    /* x_j of the sorted samples, with x_0 = a and x_{n+1} = b */
+    return j == 0 ? a : j > n ? b : x[j - 1];
+}
+
+PyDoc_STRVAR(group_sums_doc,
+"group_sums(x, a, b, k0, p, q, at, high, low, w, wp, wq)\n\n"
+"Theorem 2's merge groups in count space over the sorted samples x (float64 [n]), for the terms\n"
+"k = k0 .. k0 + p.size - 1, with E_k = x_{k+1} - x_k (x_0 = a, x_{n+1} = b) and (p, q) per term.\n"
+"Group g holds the terms from k0 + at[g] up to the next group's start (int64 [G], at[0] = 0):\n"
+"w[g] <- x at its end minus x at its start (the sum of its E_k, telescoped); wp[g] <- sum E_k p_k\n"
+"for g >= high, else w[g] - wq[g]; wq[g] <- sum E_k q_k for g < low, else w[g] - wp[g]. Sums in\n"
+"term order, one addition at a time.");
+
+static PyObject *group_sums(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *po, *qo, *ao, *wo, *wpo, *wqo;
+    double a, b;
+    Py_ssize_t k0, high, low;
+    if (!PyArg_ParseTuple(args, "OddnOOOnnOOO:group_sums", &xo, &a, &b, &k0, &po, &qo, &ao, &high, &low, &wo, &wpo, &wqo))
+        return NULL;
+    Py_buffer xv, pv, qv, av, wv, wpv, wqv;
+    Py_buffer *views[7] = {&xv, &pv, &qv, &av, &wv, &wpv, &wqv};
+    PyObject *objs[7] = {xo, po, qo, ao, wo, wpo, wqo};
+    const char *names[7] = {"x", "p", "q", "at", "w", "wp", "wq"};
+    int got = 0, ok = 0;
+    for (; got < 7; got++)
+        if (get_buffer(objs[got], views[got], got >= 4, 8, got == 3 ? "qlL" : "d", names[got]) < 0)
+            goto done;
+    const Py_ssize_t n = xv.len / 8, terms = pv.len / 8, groups = av.len / 8;
+    const int64_t *at = (const int64_t *)av.buf;
+    if (qv.len != pv.len || wv.len != groups * 8 || wpv.len != groups * 8 || wqv.len != groups * 8 || groups < 1
+        || k0 < 0 || k0 + terms > n + 1 || at[0] != 0) {
+        PyErr_SetString(PyExc_ValueError, "group_sums: array sizes do not match");
+        goto done;
+    }
+    for (Py_ssize_t g = 1; g < groups; g++)
+        if (at[g] <= at[g - 1] || at[g] >= terms) {
+            PyErr_SetString(PyExc_ValueError, "group_sums: group starts must increase inside the terms");
+            goto done;
+        }
+    const double *x = (const double *)xv.buf, *p = (const double *)pv.buf, *q = (const double *)qv.buf;
+    double *w = (double *)wv.buf, *wp = (double *)wpv.buf, *wq = (double *)wqv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        const Py_ssize_t start = at[g], stop = g + 1 < groups ? (Py_ssize_t)at[g + 1] : terms;
+        const int need_p = g >= high, need_q = g < low;
+        double sp = 0.0, sq = 0.0, prev = sample_at(x, n, a, b, k0 + start);
+        const double first = prev;
+        for (Py_ssize_t i = start; i < stop; i++) {
+            const double next = sample_at(x, n, a, b, k0 + i + 1);
+            const double e = next - prev;
+            if (need_p)
+                sp += e * p[i];
+            if (need_q)
+                sq += e * q[i];
+            prev = next;
+        }
+        w[g] = prev - first;
+        wp[g] = need_p ? sp : w[g] - sq;
+        wq[g] = need_q ? sq : w[g] - sp;
+    }
+    Py_END_ALLOW_THREADS
+    ok = 1;
+done:
+    while (got-- > 0)
+        PyBuffer_Release(views[got]);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, fill_doc},
     {"measures", measures, METH_VARARGS, measures_doc},
     {"column_sums", column_sums, METH_VARARGS, column_sums_doc},
     {"pools", pools, METH_VARARGS, pools_doc},
+    {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
     {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
     {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
     {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},

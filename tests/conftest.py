@@ -35,3 +35,16 @@ def digits12(tmp_path_factory):
         (root / f.parent.name).mkdir(exist_ok=True)
         shutil.copy(f, root / f.parent.name / f.name)
     return root
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def stats_kernel(request, monkeypatch):
+    """Runs a statistics test on both paths: the compiled pooled evaluation and count-space sums
+    (``onnxcert._kernels.pools``, ``group_sums``), and NumPy (``confidence.STATS_KERNEL`` off)."""
+    from onnxcert.stats import confidence
+
+    built = confidence._kernels is not None and all(hasattr(confidence._kernels, f) for f in ("pools", "group_sums"))
+    if request.param == "compiled" and not built:
+        pytest.skip("onnxcert._kernels is not built")
+    monkeypatch.setattr(confidence, "STATS_KERNEL", request.param == "compiled")
+    return request.param

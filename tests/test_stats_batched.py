@@ -24,13 +24,7 @@ from onnxcert.stats.confidence import SortedSamples, evaluate, naive_bounds
 RADII = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
 
 
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def pools_path(request, monkeypatch):
-    """Every test here runs on both evaluations of pooled bounds: ``_kernels.pools`` and NumPy."""
-    if request.param == "compiled" and not (conf._kernels is not None and hasattr(conf._kernels, "pools")):
-        pytest.skip("onnxcert._kernels is not built")
-    monkeypatch.setattr(conf, "POOLS_KERNEL", request.param == "compiled")
-    return request.param
+pytestmark = pytest.mark.usefixtures("stats_kernel")  # every test on both paths (conftest.py)
 
 
 

@@ -21,6 +21,8 @@ from onnxcert.stats.confidence import SortedSamples, StepBound
 
 RADII = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0])
 
+pytestmark = pytest.mark.usefixtures("stats_kernel")  # every test on both paths (conftest.py)
+
 
 def _oracle_side(a, widths, counts, band, sign, sigma):
     """One bound, level by level: keep width > 0 and p > 0, merge runs of equal

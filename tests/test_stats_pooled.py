@@ -31,13 +31,7 @@ ULP = 1e-15  # the exact sum's own rounding (a few ulps of values of order 1)
 RADII = np.concatenate((np.linspace(0.0, 1.0, 21), [1.5, 2.0, 3.0, 5.0, 10.0]))
 
 
-@pytest.fixture(autouse=True, params=["compiled", "numpy"])
-def pools_path(request, monkeypatch):
-    """Every test here runs on both evaluations of pooled bounds: ``_kernels.pools`` and NumPy."""
-    if request.param == "compiled" and not (conf._kernels is not None and hasattr(conf._kernels, "pools")):
-        pytest.skip("onnxcert._kernels is not built")
-    monkeypatch.setattr(conf, "POOLS_KERNEL", request.param == "compiled")
-    return request.param
+pytestmark = pytest.mark.usefixtures("stats_kernel")  # every test on both paths (conftest.py)
 
 
 
@@ -201,18 +195,18 @@ def test_minus_infinity_terms_add_nothing_to_the_pooled_bound():
     assert bound.at([50.0])[0] == pytest.approx(0.1, abs=1e-12)
 
 
-def test_compiled_and_numpy_evaluations_agree(pools_path):
+def test_compiled_and_numpy_evaluations_agree(stats_kernel):
     """``_kernels.pools`` computes what the NumPy path computes: the same sums in the same order,
     only Phi from the C library's erf/erfc instead of SciPy's ndtr. Values, slopes and slacks of
     every bound of a run, at radii from 0 to far in the tail, agree to a few ulps."""
-    if pools_path != "compiled":
+    if stats_kernel != "compiled":
         pytest.skip("compares the compiled path with NumPy")
     bounds = [b for b in run_bounds(100_000, 6) if b.pools_terms] + [random_bound(np.random.default_rng(3), 9_000, -1)]
     pools = conf._Pools.of(bounds, conf.POOL_WIDTH, rigorous=True)
     which = np.repeat(np.arange(len(bounds)), RADII.size)
     radii = np.tile(RADII, len(bounds))
     compiled = (pools.rigorous_at(which, radii), *pools(which, radii, slack=False), pools.slack_at(which, radii))
-    conf.POOLS_KERNEL = False  # (the fixture restores it)
+    conf.STATS_KERNEL = False  # (the fixture restores it)
     numpy = (pools.rigorous_at(which, radii), *pools(which, radii, slack=False), pools.slack_at(which, radii))
     names = ("rigorous value", "value without slack", "slope", "slack")
     for name, got, want in zip(names, compiled, numpy):

@@ -33,8 +33,9 @@ try:  # the compiled pooled evaluation (optional, like the noise kernel); NumPy 
     from .. import _kernels
 except ImportError:  # pragma: no cover - an install without a C compiler
     _kernels = None
-# evaluate pooled bounds in C when the kernel has it (tests switch it off to run the NumPy path)
-POOLS_KERNEL = _kernels is not None and hasattr(_kernels, "pools")
+# the pooled evaluation (_Pools) and the count-space sums (_CountSide) in C when the kernel has
+# them; NumPy otherwise (tests switch it off to run the NumPy path)
+STATS_KERNEL = _kernels is not None and hasattr(_kernels, "pools") and hasattr(_kernels, "group_sums")
 
 INF = math.inf
 MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
@@ -510,10 +511,10 @@ class _Pools:
         """(value, slope in R) of the surrogate for each pair (bound ``which[k]``, ``radii[k]``)
         (with ``slack`` taken off or added, so that a rigorous pool's root is the root of
         ``rigorous_at``; the Taylor sum alone with ``slack`` False). Compiled when
-        POOLS_KERNEL is on; the NumPy path otherwise (the same sums, in the same order; only
+        STATS_KERNEL is on; the NumPy path otherwise (the same sums, in the same order; only
         Phi comes from the C library's erf/erfc instead of SciPy's ndtr)."""
         slack = slack and self.m5 is not None
-        if POOLS_KERNEL:
+        if STATS_KERNEL:
             value, slope, _ = self._compiled(which, radii, 4 | int(slack))
             return value, slope
         which = np.asarray(which, dtype=np.intp)
@@ -538,7 +539,7 @@ class _Pools:
 
     def slack_at(self, which, radii) -> np.ndarray:
         """``slack`` for each pair (bound ``which[k]``, ``radii[k]``)."""
-        if POOLS_KERNEL:
+        if STATS_KERNEL:
             return self._compiled(which, radii, 8)[2]
         which = np.asarray(which, dtype=np.intp)
         return self.slack(which, self.centres(which, radii))
@@ -553,7 +554,7 @@ class _Pools:
         + sum_j w_j Phi^(5)(xi_j) d_j^5 / 120, and ``slack`` bounds the last sum (with
         |Phi^(5)(xi)| <= PHI5_SUP, or less where every xi of a pool lies far out in a tail). So
         the sum of every term lies within ``slack`` of the Taylor sum, at each radius."""
-        if POOLS_KERNEL:
+        if STATS_KERNEL:
             return self._compiled(which, radii, 1 | 2)[0]
         which = np.asarray(which, dtype=np.intp)
         value, _ = self(which, radii, slack=True)
@@ -1045,6 +1046,21 @@ class _CountSide:
             wp[gp:] = np.add.reduceat(np.multiply(e[kp:], p[kp:], out=buf[kp:]), at[gp:] - kp)
         return wp, wq
 
+    def _compiled(self, s: SortedSamples, sigma: float) -> StepBound:
+        """``bound`` with each piece's group sums from ``_kernels.group_sums``: one pass over the
+        sorted samples, the same terms and groups, each group's sums in term order."""
+        high, low = self.split if self.split is not None else (0, self.starts.size)
+        w, wp, wq = (np.empty(self.starts.size) for _ in range(3))
+        values = np.ascontiguousarray(s.values, dtype=np.float64)
+        for k0, k1, at, glo, ghi in self.pieces:
+            p, q = (self.pq[0][k0:k1], self.pq[1][k0:k1]) if self.pq is not None else self._pq(k0, k1)
+            _kernels.group_sums(values, s.a, s.b, k0, np.ascontiguousarray(p), np.ascontiguousarray(q),
+                                np.ascontiguousarray(at, dtype=np.int64), high - glo, low - glo,
+                                w[glo:ghi], wp[glo:ghi], wq[glo:ghi])
+        keep = w > 0
+        w = w[keep]
+        return StepBound.build(s.a, w, phi_inv(wp[keep] / w, wq[keep] / w), self.sign, sigma)
+
     def _pq(self, k0: int, k1: int):
         """(p, q) of terms k0..k1-1 from the band, as the per-level path computes them."""
         n = self.band.n
@@ -1059,6 +1075,8 @@ class _CountSide:
             widths = np.diff(s.at_edges(edges))
             w = np.add.reduceat(widths, at)
             wp, wq = np.add.reduceat(widths * p, at), np.add.reduceat(widths * q, at)
+        elif STATS_KERNEL:
+            return self._compiled(s, sigma)
         else:
             parts = []
             for k0, k1, at, glo, ghi in self.pieces:
