@@ -696,12 +696,112 @@ done:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(pool_moments_doc,
+"pool_moments(z, w, bins, wb, zb, m2, m3, m4, m5, reach) -> count\n\n"
+"The pools of onnxcert.stats.confidence._Pools.of for one bound's terms (z, w float64 [m]):\n"
+"its finite terms in runs of equal floor(z / bins), each run a pool with wb = sum w, zb = sum w z\n"
+"/ wb, and with d = z - zb: m2 = sum w d^2, m3 = sum w d^3, m4 = sum w d^4, m5 = sum w d^4 |d|,\n"
+"reach = max |d|, each summed in term order (outputs float64 [m]; the first count are written).\n"
+"Returns the number of pools, or -1 when the keys of the finite terms are not monotone (a key's\n"
+"terms would not be one run: the caller sorts them).");
+
+static PyObject *pool_moments(PyObject *self, PyObject *args)
+{
+    PyObject *objs[9];
+    double bins;
+    if (!PyArg_ParseTuple(args, "OOdOOOOOOO:pool_moments", &objs[0], &objs[1], &bins, &objs[2], &objs[3], &objs[4],
+                          &objs[5], &objs[6], &objs[7], &objs[8]))
+        return NULL;
+    Py_buffer v[9];
+    const char *names[9] = {"z", "w", "wb", "zb", "m2", "m3", "m4", "m5", "reach"};
+    int got = 0;
+    Py_ssize_t count = 0;
+    for (; got < 9; got++)
+        if (get_buffer(objs[got], &v[got], got >= 2, 8, "d", names[got]) < 0)
+            goto done;
+    const Py_ssize_t m = v[0].len / 8;
+    for (int i = 1; i < 9; i++)
+        if (v[i].len != m * 8) {
+            PyErr_SetString(PyExc_ValueError, "pool_moments: every array must have the terms' size");
+            count = -2;
+            goto done;
+        }
+    if (!(bins > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "pool_moments: bins must be positive");
+        count = -2;
+        goto done;
+    }
+    const double *z = v[0].buf, *w = v[1].buf;
+    double *wb = v[2].buf, *zb = v[3].buf, *m2 = v[4].buf, *m3 = v[5].buf, *m4 = v[6].buf, *m5 = v[7].buf,
+           *reach = v[8].buf;
+    Py_BEGIN_ALLOW_THREADS
+    /* pass 1: the runs, their widths and means */
+    double key = 0.0, sw = 0.0, swz = 0.0;
+    int dir = 0; /* +1 keys rising, -1 falling, 0 not yet known */
+    for (Py_ssize_t j = 0; j < m && count >= 0; j++) {
+        if (!isfinite(z[j]))
+            continue;
+        const double k = floor(z[j] / bins);
+        if (count == 0 || k != key) {
+            if (count > 0) {
+                const int d = k > key ? 1 : -1;
+                if (dir != 0 && d != dir) {
+                    count = -1;
+                    break;
+                }
+                dir = d;
+                wb[count - 1] = sw;
+                zb[count - 1] = swz / sw;
+            }
+            key = k;
+            count++;
+            sw = w[j];
+            swz = w[j] * z[j];
+        } else {
+            sw += w[j];
+            swz += w[j] * z[j];
+        }
+    }
+    if (count > 0) {
+        wb[count - 1] = sw;
+        zb[count - 1] = swz / sw;
+        /* pass 2: the moments about each pool's mean */
+        Py_ssize_t i = -1;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            if (!isfinite(z[j]))
+                continue;
+            const double k = floor(z[j] / bins);
+            if (i < 0 || k != key) {
+                i++;
+                key = k;
+                m2[i] = m3[i] = m4[i] = m5[i] = reach[i] = 0.0;
+            }
+            const double d = z[j] - zb[i], ad = fabs(d);
+            const double wd2 = w[j] * d * d, wd3 = wd2 * d, wd4 = wd2 * d * d;
+            m2[i] += wd2;
+            m3[i] += wd3;
+            m4[i] += wd4;
+            m5[i] += wd4 * ad;
+            if (ad > reach[i])
+                reach[i] = ad;
+        }
+    }
+    Py_END_ALLOW_THREADS
+done:
+    while (got-- > 0)
+        PyBuffer_Release(&v[got]);
+    if (count < -1)
+        return NULL;
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, fill_doc},
     {"measures", measures, METH_VARARGS, measures_doc},
     {"column_sums", column_sums, METH_VARARGS, column_sums_doc},
     {"pools", pools, METH_VARARGS, pools_doc},
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
+    {"pool_moments", pool_moments, METH_VARARGS, pool_moments_doc},
     {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
     {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
     {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},

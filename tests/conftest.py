@@ -39,11 +39,12 @@ def digits12(tmp_path_factory):
 
 @pytest.fixture(params=["compiled", "numpy"])
 def stats_kernel(request, monkeypatch):
-    """Runs a statistics test on both paths: the compiled pooled evaluation and count-space sums
-    (``onnxcert._kernels.pools``, ``group_sums``), and NumPy (``confidence.STATS_KERNEL`` off)."""
+    """Runs a statistics test on both paths: the compiled pools, their evaluation and the
+    count-space sums (``onnxcert._kernels.pool_moments``, ``pools``, ``group_sums``), and NumPy
+    (``confidence.STATS_KERNEL`` off)."""
     from onnxcert.stats import confidence
 
-    built = confidence._kernels is not None and all(hasattr(confidence._kernels, f) for f in ("pools", "group_sums"))
+    built = confidence._kernels is not None and all(hasattr(confidence._kernels, f) for f in ("pools", "group_sums", "pool_moments"))
     if request.param == "compiled" and not built:
         pytest.skip("onnxcert._kernels is not built")
     monkeypatch.setattr(confidence, "STATS_KERNEL", request.param == "compiled")

@@ -5,6 +5,9 @@ The statistics see arrays of per-sample measures and a vote count, never a model
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -75,13 +78,34 @@ def certify_measure(
                              thresholds={measure: thresholds}, radii=radii)[measure]
 
 
-def _bounds(values: np.ndarray, measure: str, methods: Sequence[str], sigma: float, alpha: float):
-    """(the samples' mean, [(method, lower, upper)]) for one measure's samples. The sorted samples
-    are dropped on return: only the bounds (thousands of terms) are kept."""
+# Up to this n, the measures after the first are sorted on a second thread while the first one's
+# bounds are built (np.sort releases the GIL; the statistics run between inputs, when the lanes
+# are idle). Above it, one measure's sorted copy at a time (memory: 8 bytes a sample each).
+SORT_AHEAD_MAX = 1 << 18
+_SORTER: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
+_SORTER_LOCK = threading.Lock()
+
+
+def _sorter() -> ThreadPoolExecutor:
+    """The sorting thread, made on first use in each process (a forked child does not inherit
+    the parent's thread, so it makes its own)."""
+    global _SORTER
+    with _SORTER_LOCK:
+        if _SORTER is None or _SORTER[0] != os.getpid():
+            _SORTER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="onnxcert-sort"))
+        return _SORTER[1]
+
+
+def _samples(values: np.ndarray, measure: str, methods: Sequence[str]):
+    """What the methods need of one measure's samples: sorted (``SortedSamples``) when a CDF
+    method is asked for; naive needs the mean alone (``SampleMean``)."""
     a, b = measure_range(measure)
-    # the sorted samples only when a CDF method uses them; naive needs the mean alone
     cdf = any(m != "naive" for m in methods)
-    tail = (SortedSamples if cdf else SampleMean).from_samples(values, a, b)
+    return (SortedSamples if cdf else SampleMean).from_samples(values, a, b)
+
+
+def _bounds(tail, methods: Sequence[str], sigma: float, alpha: float):
+    """(the samples' mean, [(method, lower, upper)]) for one measure's samples (``_samples``)."""
     out = []
     for method in methods:
         if method == "naive":
@@ -104,7 +128,19 @@ def _certify_measures(
     """Every (measure, method) certificate of one input. The bounds of all measures and methods
     are evaluated together (``evaluate``): each bound's numbers are those it gives alone, with
     fewer array operations."""
-    built = {name: _bounds(values, name, methods, sigma, alpha) for name, values in measures.items()}
+    names = list(measures)
+    ahead: dict[str, Future] = {}
+    if len(names) > 1 and len(measures[names[0]]) <= SORT_AHEAD_MAX and any(m != "naive" for m in methods):
+        ahead = {name: _sorter().submit(_samples, measures[name], name, methods) for name in names[1:]}
+    built = {}
+    try:
+        for name in names:  # each measure's sorted samples are dropped once its bounds are built
+            tail = ahead.pop(name).result() if name in ahead else _samples(measures[name], name, methods)
+            built[name] = _bounds(tail, methods, sigma, alpha)
+            del tail
+    finally:
+        for future in ahead.values():  # an error: nothing is left running behind the caller
+            future.cancel() or future.exception()
     bounds, wanted = [], []
     for name, (_, parts) in built.items():
         for _, lower, upper in parts:

@@ -33,9 +33,9 @@ try:  # the compiled pooled evaluation (optional, like the noise kernel); NumPy 
     from .. import _kernels
 except ImportError:  # pragma: no cover - an install without a C compiler
     _kernels = None
-# the pooled evaluation (_Pools) and the count-space sums (_CountSide) in C when the kernel has
+# the pools, their evaluation (_Pools) and the count-space sums (_CountSide) in C when the kernel has
 # them; NumPy otherwise (tests switch it off to run the NumPy path)
-STATS_KERNEL = _kernels is not None and hasattr(_kernels, "pools") and hasattr(_kernels, "group_sums")
+STATS_KERNEL = _kernels is not None and all(hasattr(_kernels, f) for f in ("pools", "group_sums", "pool_moments"))
 
 INF = math.inf
 MERGE_MIN_LEVELS = 4096  # above this, levels are merged by Jensen's inequality (see StepBound.merged)
@@ -449,6 +449,15 @@ class _Pools:
         None when a bound has no finite term."""
         columns = []
         for bound in bounds:
+            if STATS_KERNEL:
+                out = [np.empty(bound.z.size) for _ in range(7)]
+                count = _kernels.pool_moments(np.ascontiguousarray(bound.z), np.ascontiguousarray(bound.widths),
+                                              float(bins), *out)
+                if count == 0:
+                    return None
+                if count > 0:  # (-1: keys not monotone; the NumPy path sorts them)
+                    columns.append([v[:count] for v in (out if rigorous else out[:5])])
+                    continue
             finite = np.isfinite(bound.z)
             z, w = bound.z[finite], bound.widths[finite]
             if z.size == 0:
