@@ -128,3 +128,52 @@ def test_sequential_sum_is_per_column_and_ignores_zero_rows():
             for row in part[1:]:
                 loop += row
             np.testing.assert_array_equal(conf._sequential_sum(part), loop)
+
+
+def test_sorting_ahead_changes_nothing_and_leaves_nothing_running(monkeypatch):
+    """Up to SORT_AHEAD_MAX samples the second measure is sorted on a thread while the first one's
+    bounds are built: the certificates are those of sorting one measure at a time; an error while
+    building leaves no sort running behind the caller; a forked child makes its own thread."""
+    from onnxcert.stats import certify as cert
+
+    got = measures(50_000, 8)
+    kw = dict(sigma=0.25, alpha=0.001, methods=["naive", "cdf-dkw", "cdf-bj"],
+              thresholds={"score": [0.5, 0.9], "margin": [0.0, 0.5]}, radii=RADII)
+    submitted = []
+    real = cert._sorter
+
+    def counting():
+        pool = real()
+        submitted.append(pool)
+        return pool
+
+    monkeypatch.setattr(cert, "_sorter", counting)
+    ahead = certify_samples(3, got, 30_000, **kw)
+    assert len(submitted) == 1  # the margin went to the thread
+    monkeypatch.setattr(cert, "SORT_AHEAD_MAX", 0)
+    assert certify_samples(3, got, 30_000, **kw) == ahead
+    assert len(submitted) == 1  # and above SORT_AHEAD_MAX it does not
+
+    monkeypatch.setattr(cert, "SORT_AHEAD_MAX", 1 << 18)
+    started, done = [], []
+    slow = cert._samples
+
+    def samples(values, measure, methods):
+        started.append(measure)
+        out = slow(values, measure, methods)
+        done.append(measure)
+        return out
+
+    def broken(tail, methods, sigma, alpha):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(cert, "_samples", samples)
+    monkeypatch.setattr(cert, "_bounds", broken)
+    with pytest.raises(RuntimeError, match="planted"):
+        certify_samples(3, got, 30_000, **kw)
+    assert sorted(started) == sorted(done)  # every sort that started had finished when the error was raised
+
+    monkeypatch.setattr(cert, "_sorter", real)
+    first = cert._sorter()
+    monkeypatch.setattr(cert.os, "getpid", lambda: -1)  # as a forked child sees it
+    assert cert._sorter() is not first
