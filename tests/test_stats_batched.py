@@ -20,6 +20,7 @@ from onnxcert.stats import confidence as conf
 from onnxcert.stats.berk_jones import bj_band
 from onnxcert.stats.certify import certify_measure, certify_samples
 from onnxcert.stats.confidence import SortedSamples, evaluate, naive_bounds
+from test_stats_pooled import softmax_measures
 
 RADII = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
 
@@ -29,14 +30,8 @@ pytestmark = pytest.mark.usefixtures("stats_kernel")  # every test on both paths
 
 
 def measures(n, seed):
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(n, 10)) * rng.uniform(0.5, 4.0)
-    logits[:, 3] += rng.uniform(0.0, 6.0)
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    score = p[:, 3].copy()
-    p[:, 3] = -1.0
-    return {"score": score, "margin": score - p.max(axis=1)}
+    score, margin = softmax_measures(n, seed)
+    return {"score": score, "margin": margin}
 
 
 def bounds_of(n, seed, sigma):

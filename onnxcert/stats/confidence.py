@@ -278,11 +278,11 @@ def evaluate(bounds, radii, thresholds) -> list[tuple[np.ndarray, list[float | N
         where += [(i, j) for j in todo]
     if not cs:
         return out
-    c = np.array(cs)
-    roots = _search(pools, np.array(which, dtype=np.intp), c, pools.rigorous_at)
+    c, which = np.array(cs), np.array(which, dtype=np.intp)
+    roots = _search(pools, which, c, pools.rigorous_at)
     bad = np.isnan(roots)
     for k, i in enumerate(group):  # where the check failed: the bracketing search, bound by bound
-        mine = bad & (np.array(which) == k)
+        mine = bad & (which == k)
         if mine.any():
             roots[mine] = bounds[i]._roots_bracketed(c[mine], float(values[k, -1]))
     for (i, j), root in zip(where, roots):
@@ -353,7 +353,7 @@ def _search(pools: "_Pools", which: np.ndarray, c: np.ndarray, exact, grid: int 
         if pools.m5 is not None:
             b = which[many]
             target -= pools.sign[b] * pools.slack_at(b, guess)
-        todo, target = many, target
+        todo = many
         for _ in range(6):
             b = which[todo]
             v, slope = pools(b, r[todo], slack=False)
@@ -1015,8 +1015,10 @@ class _CountSide:
         self.band, self.sign, self.end, self.starts, self.seg = band, sign, end, starts, seg
         self.pq = self._pq(0, end) if seg is None and band.n <= self.CACHED_COUNTS else None
         cut = np.unique(np.r_[np.searchsorted(starts, np.arange(0, end, self.CHUNK)), starts.size])
-        self.pieces = [(int(starts[lo]), end if hi == starts.size else int(starts[hi]), starts[lo:hi] - starts[lo],
-                        int(lo), int(hi)) for lo, hi in zip(cut[:-1], cut[1:])]
+        # per piece: its terms k0..k1-1, its groups' starts relative to k0 (int64, as _kernels reads
+        # them), and its groups glo..ghi-1
+        self.pieces = [(int(starts[lo]), end if hi == starts.size else int(starts[hi]),
+                        (starts[lo:hi] - starts[lo]).astype(np.int64), int(lo), int(hi)) for lo, hi in zip(cut[:-1], cut[1:])]
         self.split = self._split() if seg is None else None
 
     def _split(self) -> tuple[int, int] | None:
@@ -1064,8 +1066,7 @@ class _CountSide:
         for k0, k1, at, glo, ghi in self.pieces:
             p, q = (self.pq[0][k0:k1], self.pq[1][k0:k1]) if self.pq is not None else self._pq(k0, k1)
             _kernels.group_sums(values, s.a, s.b, k0, np.ascontiguousarray(p), np.ascontiguousarray(q),
-                                np.ascontiguousarray(at, dtype=np.int64), high - glo, low - glo,
-                                w[glo:ghi], wp[glo:ghi], wq[glo:ghi])
+                                at, high - glo, low - glo, w[glo:ghi], wp[glo:ghi], wq[glo:ghi])
         keep = w > 0
         w = w[keep]
         return StepBound.build(s.a, w, phi_inv(wp[keep] / w, wq[keep] / w), self.sign, sigma)
