@@ -56,7 +56,7 @@ def test_evaluate_gives_each_bound_exactly_what_it_gives_alone(n, seed, sigma):
     got = evaluate([b for b, _ in items], RADII, [c for _, c in items])
     pooled = 0
     for (bound, cs), (values, radii) in zip(items, got):
-        pooled += bound.pools_terms
+        pooled += bound.evaluated_pooled
         np.testing.assert_array_equal(values, bound.at(RADII))
         if cs is None:
             assert radii is None
@@ -75,7 +75,7 @@ def test_evaluate_gives_each_bound_exactly_what_it_gives_alone(n, seed, sigma):
 def test_evaluate_in_any_company_gives_the_same_numbers():
     """A bound's values and radii do not depend on the other bounds evaluated with it, nor on their
     order (each pair is summed on its own, and each threshold's Newton steps stop on their own)."""
-    items = [(b, c) for b, c in bounds_of(100_000, 4, 0.25) if b.pools_terms]
+    items = [(b, c) for b, c in bounds_of(100_000, 4, 0.25) if b.evaluated_pooled]
     full = evaluate([b for b, _ in items], RADII, [c for _, c in items])
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -153,9 +153,9 @@ def test_sorting_ahead_changes_nothing_and_leaves_nothing_running(monkeypatch):
     started, done = [], []
     slow = cert._samples
 
-    def samples(values, measure, methods):
+    def samples(values, measure, cdf):
         started.append(measure)
-        out = slow(values, measure, methods)
+        out = slow(values, measure, cdf)
         done.append(measure)
         return out
 

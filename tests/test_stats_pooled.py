@@ -201,7 +201,7 @@ def test_compiled_and_numpy_evaluations_agree(stats_kernel):
     every bound of a run, at radii from 0 to far in the tail, agree to a few ulps."""
     if stats_kernel != "compiled":
         pytest.skip("compares the compiled path with NumPy")
-    bounds = [b for b in run_bounds(100_000, 6) if b.pools_terms] + [random_bound(np.random.default_rng(3), 9_000, -1)]
+    bounds = [b for b in run_bounds(100_000, 6) if b.evaluated_pooled] + [random_bound(np.random.default_rng(3), 9_000, -1)]
     pools = conf._Pools.of(bounds, conf.POOL_WIDTH, rigorous=True)
     which = np.repeat(np.arange(len(bounds)), RADII.size)
     radii = np.tile(RADII, len(bounds))
@@ -224,7 +224,7 @@ def test_compiled_and_numpy_pools_agree(stats_kernel, monkeypatch):
     if stats_kernel != "compiled":
         pytest.skip("compares the compiled path with NumPy")
     rng = np.random.default_rng(21)
-    bounds = [b for b in run_bounds(100_000, 7) if b.pools_terms] + [random_bound(rng, 5_000, -1)]
+    bounds = [b for b in run_bounds(100_000, 7) if b.evaluated_pooled] + [random_bound(rng, 5_000, -1)]
     shuffled = random_bound(rng, 3_000, -1)
     bounds.append(StepBound(shuffled.a, shuffled.widths, rng.permutation(shuffled.z), -1, shuffled.sigma))
     compiled = conf._Pools.of(bounds, conf.POOL_WIDTH, rigorous=True)

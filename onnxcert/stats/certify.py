@@ -96,11 +96,10 @@ def _sorter() -> ThreadPoolExecutor:
         return _SORTER[1]
 
 
-def _samples(values: np.ndarray, measure: str, methods: Sequence[str]):
+def _samples(values: np.ndarray, measure: str, cdf: bool):
     """What the methods need of one measure's samples: sorted (``SortedSamples``) when a CDF
-    method is asked for; naive needs the mean alone (``SampleMean``)."""
+    method is asked for (``cdf``); naive needs the mean alone (``SampleMean``)."""
     a, b = measure_range(measure)
-    cdf = any(m != "naive" for m in methods)
     return (SortedSamples if cdf else SampleMean).from_samples(values, a, b)
 
 
@@ -129,13 +128,14 @@ def _certify_measures(
     are evaluated together (``evaluate``): each bound's numbers are those it gives alone, with
     fewer array operations."""
     names = list(measures)
+    cdf = any(m != "naive" for m in methods)
     ahead: dict[str, Future] = {}
-    if len(names) > 1 and len(measures[names[0]]) <= SORT_AHEAD_MAX and any(m != "naive" for m in methods):
-        ahead = {name: _sorter().submit(_samples, measures[name], name, methods) for name in names[1:]}
+    if len(names) > 1 and len(measures[names[0]]) <= SORT_AHEAD_MAX and cdf:
+        ahead = {name: _sorter().submit(_samples, measures[name], name, cdf) for name in names[1:]}
     built = {}
     try:
         for name in names:  # each measure's sorted samples are dropped once its bounds are built
-            tail = ahead.pop(name).result() if name in ahead else _samples(measures[name], name, methods)
+            tail = ahead.pop(name).result() if name in ahead else _samples(measures[name], name, cdf)
             built[name] = _bounds(tail, methods, sigma, alpha)
             del tail
     finally:

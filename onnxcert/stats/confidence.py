@@ -157,12 +157,12 @@ class StepBound:
         bound (added to an upper one): a bound that is never less conservative than the sum of
         every term, looser by at most ``pooled.slack`` (about 1e-11 on the bounds of a run, less in
         the tails; see ``_Pools``), and some 30x cheaper to evaluate. None: the bound is evaluated term by term."""
-        if not self.pools_terms:
+        if not self.evaluated_pooled:
             return None
         return _Pools.of([self], POOL_WIDTH, rigorous=True)
 
     @property
-    def pools_terms(self) -> bool:
+    def evaluated_pooled(self) -> bool:
         """Whether the bound is evaluated pooled (``pooled``): more than POOL_MIN_TERMS finite terms."""
         return np.count_nonzero(np.isfinite(self.z)) > POOL_MIN_TERMS
 
@@ -255,7 +255,7 @@ def evaluate(bounds, radii, thresholds) -> list[tuple[np.ndarray, list[float | N
     operations for every bound and threshold of an input, not one per bound."""
     r = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     out: list = [None] * len(bounds)
-    group = [i for i, bound in enumerate(bounds) if bound.pools_terms]
+    group = [i for i, bound in enumerate(bounds) if bound.evaluated_pooled]
     for i, bound in enumerate(bounds):
         if i not in group:
             out[i] = (bound.at(r), None if thresholds[i] is None else bound.radii(thresholds[i]))
