@@ -9,8 +9,9 @@ fill:
   and shift: the host noise before issue 17;
 - ``noise.NoiseStream`` with ``sfc64-box-muller-40bit``: SFC64 words, Box-Muller in NumPy ufuncs,
   the fallback when the compiled kernel is not built;
-- ``noise.NoiseStream`` with ``sfc64-ziggurat256``: the compiled kernel (``onnxcert._kernels``),
-  the default when built.
+- ``noise.NoiseStream`` with ``sfc64-ziggurat1024``: the compiled kernel (``onnxcert._kernels``),
+  the default when built (a 256-layer ziggurat, ``sfc64-ziggurat256``, until issue 17's last
+  pass).
 Per method the fastest of ``--repeat`` fills counts, in CPU time of this thread, which other
 processes on a shared machine disturb less than the wall clock. Measured in this run.
 """

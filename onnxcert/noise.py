@@ -5,15 +5,17 @@ Input ``index`` draws its selection noise (stream 0) and its estimation noise (s
 generators turn those words into float32 normals; the report's provenance and the journal name
 the one used (``host_generator()``), and ``--resume`` refuses a journal made with the other:
 
-- ``sfc64-ziggurat256`` (the default when ``onnxcert._kernels`` is built, ``_kernels.c``): a
-  256-layer ziggurat (Marsaglia and Tsang 2000) in compiled C, computed in double and rounded
-  once to float32. Most values take one word (bits 0-7 the layer, bit 8 the sign, bits 11-63 the
-  position); about 1.2% take more: the wedge test against exp(-x^2 / 2), and beyond r = 3.654
-  Marsaglia's exact tail, so the law is the Gaussian's to double precision, with no truncation.
-  The words are consumed strictly in order, so the noise does not depend on how a stream is cut
-  into draws, and the first m samples of a stream are those of any longer draw. 2.2-3.5 ns per
-  value on the 2-core benchmark machine (benchmarks/README.md); the kernel releases the GIL, so
-  the prefetch thread fills the next batch while onnxruntime runs.
+- ``sfc64-ziggurat1024`` (the default when ``onnxcert._kernels`` is built, ``_kernels.c``): a
+  1,024-layer ziggurat (Marsaglia and Tsang 2000) in compiled C, computed in double and rounded
+  once to float32. Most values take one word (bits 0-9 the layer, bit 10 the sign, bits 11-63
+  the position); about 0.43% take more: the wedge test against exp(-x^2 / 2), and beyond
+  r = 4.039 Marsaglia's exact tail, so the law is the Gaussian's to double precision, with no
+  truncation. The words are consumed strictly in order, so the noise does not depend on how a
+  stream is cut into draws, and the first m samples of a stream are those of any longer draw.
+  About 1.7 ns per value on the 2-core benchmark machine (benchmarks/README.md); the kernel
+  releases the GIL, so the prefetch thread fills the next batch while onnxruntime runs. Until
+  issue 17's last pass the ziggurat had 256 layers (``sfc64-ziggurat256``, about 2.0 ns): the
+  same words, other normals.
 - ``sfc64-box-muller-40bit`` (the NumPy fallback, when the extension is not built, e.g. an install
   without a C compiler; onnxcert says so once per process): a sample of D values takes exactly
   P = ceil(D / 2) words, one per normal pair, so sample j is always words j P .. (j + 1) P - 1,
@@ -49,9 +51,10 @@ except ImportError:  # built without a C compiler: the NumPy generator
 
 log = logging.getLogger("onnxcert")
 
-ZIGGURAT = "sfc64-ziggurat256"  # compiled (onnxcert._kernels)
+ZIGGURAT = "sfc64-ziggurat1024"  # compiled (onnxcert._kernels)
 BOX_MULLER = "sfc64-box-muller-40bit"  # NumPy
 GENERATORS = (ZIGGURAT, BOX_MULLER)
+RETIRED = ("sfc64-ziggurat256",)  # the compiled generator before issue 17's last pass
 HOST_NOISE_ENV = "ONNXCERT_HOST_NOISE"
 CHUNK_PAIRS = 1 << 14  # Box-Muller pairs per step: the step's few temporaries stay in the L2 cache
 _TWO_PI_24 = np.float32(2 * math.pi * 2.0 ** -24)
@@ -74,7 +77,8 @@ def host_generator() -> str:
     global _warned
     want = os.environ.get(HOST_NOISE_ENV, "").strip() or "auto"
     if want not in ("auto", *GENERATORS):
-        raise ConfigError(f"{HOST_NOISE_ENV}={want!r} is not a host noise generator; "
+        was = f" ({want} was replaced by {ZIGGURAT})" if want in RETIRED else ""
+        raise ConfigError(f"{HOST_NOISE_ENV}={want!r} is not a host noise generator{was}; "
                           f"use auto, {ZIGGURAT} or {BOX_MULLER}")
     if want == ZIGGURAT and _kernels is None:
         raise ConfigError(f"{HOST_NOISE_ENV}={ZIGGURAT} needs onnxcert's compiled kernel (onnxcert._kernels), "

@@ -1,4 +1,4 @@
-"""onnxcert._kernels: the compiled host noise (SFC64 + 256-layer ziggurat, exact wedge and tail).
+"""onnxcert._kernels: the compiled host noise (SFC64 + 1,024-layer ziggurat, exact wedge and tail).
 
 The word stream must be NumPy's SFC64 stream bit for bit; the normals must have the Gaussian law
 in every part of the ziggurat: the fast rectangles, the wedges between layer edges, the tail
@@ -20,6 +20,7 @@ from onnxcert import noise
 
 K = pytest.importorskip("onnxcert._kernels", reason="onnxcert._kernels is not built")
 X, F, R, V = (np.array(K._tables()[0]), np.array(K._tables()[1]), *K._tables()[2:])
+L = X.size - 1  # layers
 LEVEL = 1e-6
 CHUNK = 1 << 22
 
@@ -118,20 +119,21 @@ def test_every_layer_has_the_same_area():
     # closed forms, f(x) = exp(-x^2 / 2): the base strip is r f(r) plus the tail's integral, each
     # layer i >= 1 is x_i (f(x_{i+1}) - f(x_i)), the virtual base width x_0 = v / f(r)
     f = lambda x: np.exp(-x * x / 2)
-    assert X[1] == R and X[256] == 0 and F[256] == 1
-    np.testing.assert_allclose(F, f(X), rtol=1e-15)
+    assert L == 1024 and X[1] == R and X[L] == 0 and F[L] == 1
+    # f at the double-rounded x_i: off by up to x_i^2 2^-53 (1.8e-15 relative at x = r), plus exp's ulp
+    np.testing.assert_allclose(F, f(X), rtol=4e-15)
     assert V == pytest.approx(R * f(R) + math.sqrt(math.pi / 2) * math.erfc(R / math.sqrt(2)), rel=1e-14)
     assert X[0] * F[1] == pytest.approx(V, rel=1e-14)
-    np.testing.assert_allclose(X[1:256] * (F[2:] - F[1:256]), V, rtol=1e-12)
+    np.testing.assert_allclose(X[1:L] * (F[2:] - F[1:L]), V, rtol=1e-12)
     assert np.all(np.diff(X) < 0)
 
 
 # ---- the law ----
 
 def _edges() -> np.ndarray:
-    """Signed bin edges: each interval between layer edges [x_{i+1}, x_i] (the wedges; i = 1..255,
-    and [0, x_255]) cut in 4, plus [r, r + 0.5], [r + 0.5, r + 1], [r + 1, inf), on both sides."""
-    inner = [np.linspace(X[i + 1], X[i], 5)[:-1] for i in range(255, 0, -1)]
+    """Signed bin edges: each interval between layer edges [x_{i+1}, x_i] (the wedges; i = 1..1023,
+    and [0, x_1023]) cut in 4, plus [r, r + 0.5], [r + 0.5, r + 1], [r + 1, inf), on both sides."""
+    inner = [np.linspace(X[i + 1], X[i], 5)[:-1] for i in range(L - 1, 0, -1)]
     pos = np.concatenate([*inner, [R, R + 0.5, R + 1, np.inf]])
     return np.concatenate([-pos[::-1], pos[1:]])
 
@@ -173,7 +175,7 @@ def test_tail_frequencies(big_draw):
 
 
 def test_binned_against_phi_in_every_layer_and_wedge(big_draw):
-    # ~2,050 signed bins that follow the layer edges (4 per wedge interval): a chi-square against
+    # ~8,200 signed bins that follow the layer edges (4 per wedge interval): a chi-square against
     # Phi differences; the two signs binned apart, so a sign bit that leaks the layer shows
     edges, counts, n = big_draw["edges"], big_draw["counts"], big_draw["n"]
     expected = n * np.diff(stats.norm.cdf(edges))

@@ -19,7 +19,7 @@ from onnxcert.sampling import Sampler
 
 from test_sampling import SCALE, X, pixel_logits
 
-GENERATORS = ["sfc64-ziggurat256", "sfc64-box-muller-40bit"]
+GENERATORS = ["sfc64-ziggurat1024", "sfc64-box-muller-40bit"]
 
 
 def _generator(monkeypatch, generator):

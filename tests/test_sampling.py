@@ -127,7 +127,7 @@ def test_nan_output_names_the_input():
         s.sample(7, X, SCALE, "cat.png")
 
 
-@pytest.mark.parametrize("generator", ["sfc64-ziggurat256", "sfc64-box-muller-40bit"])
+@pytest.mark.parametrize("generator", ["sfc64-ziggurat1024", "sfc64-box-muller-40bit"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("bad_call", [0, 3])  # the selection's first batch, an estimation batch
 def test_non_finite_output_is_a_model_error_with_either_host_path(monkeypatch, generator, value, bad_call):
