@@ -57,6 +57,14 @@ def test_quick_peer_benchmark_prints_its_table(tmp_path):
     assert not any(p.suffix == ".onnx" for p in ROOT.rglob("*random*.onnx"))  # exports stay out of the repo
 
 
+def test_the_kernel_ab_benchmark_runs_against_a_build(tmp_path):
+    # against this very build: it only has to load another .so and print its table
+    kernels = pytest.importorskip("onnxcert._kernels", reason="onnxcert._kernels is not built")
+    out = run("bench_kernel_ab.py", kernels.__file__, "--repeat", "2", tmp_path=tmp_path)
+    rows = table_rows(out)
+    assert out.startswith("machine: ") and "paired this / other" in rows[0] and len(rows) == 4
+
+
 def test_statistics_benchmarks_still_run(tmp_path):
     assert "ms" in run("bench_stats.py", "--n", "2000", "--repeat", "1", tmp_path=tmp_path)
     assert "cdf-bj" in run("bench_bands.py", "--n", "2000", tmp_path=tmp_path)
