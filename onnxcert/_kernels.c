@@ -93,9 +93,18 @@ static inline int zig_fast(uint64_t word, double *z)
     return 0;
 }
 
+/* A word of layer >= 1 whose position lies in the layer's wedge [x_{layer+1}, x_layer]: *x <- its
+   x, kept (1) when a uniform height in the layer (the stream's next word) falls under the curve. */
+static inline int zig_wedge(sfc64 *g, uint64_t word, unsigned layer, double *x)
+{
+    *x = position(word >> 11) * zig_w[layer];
+    const double u = position(sfc64_next(g) >> 11) * TO_UNIT;
+    return zig_f[layer] + (zig_f[layer + 1] - zig_f[layer]) * u < exp(-0.5 * *x * *x);
+}
+
 /* The attempt that zig_fast did not finish, and any that follow it: the base layer's word lies
-   beyond r, so the value comes from the tail; another layer's word lies in its wedge, kept when a
-   uniform height in the layer falls under the curve. A rejected attempt starts over. */
+   beyond r, so the value comes from the tail; another layer's word lies in its wedge (zig_wedge).
+   A rejected attempt starts over. */
 static NOINLINE double zig_slow(sfc64 *g, uint64_t word)
 {
     for (;;) {
@@ -106,10 +115,8 @@ static NOINLINE double zig_slow(sfc64 *g, uint64_t word)
         const double sign = (word & SIGN_BIT) ? -1.0 : 1.0;
         if (layer == 0)
             return sign * zig_tail(g);
-        const double x = position(word >> 11) * zig_w[layer];
-        const double u = position(sfc64_next(g) >> 11) * TO_UNIT;
-        if (zig_f[layer] + (zig_f[layer + 1] - zig_f[layer]) * u < exp(-0.5 * x * x))
-            return sign * x;
+        if (zig_wedge(g, word, layer, &z))
+            return sign * z;
         word = sfc64_next(g);
     }
 }
@@ -291,6 +298,48 @@ static PyObject *draw(PyObject *args, const char *name, enum draw_kind kind)
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&ov);
+    put_state(&sv, &g);
+    Py_RETURN_NONE;
+}
+
+/* the test hook for one layer's wedge: out.size values x kept by zig_wedge, from the stream's
+   words whose position lies in that layer's wedge (the others are skipped, as zig_fast takes them) */
+static PyObject *wedge(PyObject *self, PyObject *args)
+{
+    PyObject *st, *o;
+    unsigned layer;
+    if (!PyArg_ParseTuple(args, "OOI:_wedge", &st, &o, &layer))
+        return NULL;
+    if (layer < 1 || layer >= ZIG_LAYERS) {
+        PyErr_Format(PyExc_ValueError, "_wedge: layer must be 1 .. %d", ZIG_LAYERS - 1);
+        return NULL;
+    }
+    Py_buffer sv, ov;
+    sfc64 g;
+    if (get_state(st, &sv, &g) < 0)
+        return NULL;
+    if (get_buffer(o, &ov, 1, 8, "d", "out") < 0) {
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    const Py_ssize_t n = ov.len / 8;
+    Py_ssize_t i = 0, tries = 16 * n + 1024; /* a wedge keeps more than 1 in 4: a broken one cannot hang */
+    Py_BEGIN_ALLOW_THREADS
+    while (i < n && tries > 0) {
+        const uint64_t word = (sfc64_next(&g) & ~(uint64_t)LAYER_MASK) | layer;
+        double x;
+        if (word >> 11 < zig_k[layer])
+            continue;
+        tries--;
+        if (zig_wedge(&g, word, layer, &x))
+            ((double *)ov.buf)[i++] = x;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&ov);
+    if (i < n) {
+        PyBuffer_Release(&sv);
+        return PyErr_Format(PyExc_RuntimeError, "_wedge: layer %u kept %zd of %zd values", layer, i, n);
+    }
     put_state(&sv, &g);
     Py_RETURN_NONE;
 }
@@ -807,6 +856,7 @@ static PyMethodDef methods[] = {
     {"_raw", raw, METH_VARARGS, "_raw(state, out): the next out.size SFC64 words (uint64)."},
     {"_normals", normals, METH_VARARGS, "_normals(state, out): the next out.size normals, in double."},
     {"_tail", tail, METH_VARARGS, "_tail(state, out): out.size draws of |z| given |z| > r, in double."},
+    {"_wedge", wedge, METH_VARARGS, "_wedge(state, out, layer): out.size values kept by one layer's wedge test."},
     {"_tables", tables, METH_NOARGS, "_tables(): (x[0..1024], f[0..1024], r, v) of the ziggurat."},
     {NULL, NULL, 0, NULL},
 };
